@@ -1,0 +1,62 @@
+# The commands the README names. `make book` and `make test` are the quick start.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _assets/mathjax/tex-chtml.js
+CHAPTERS := $(wildcard book/[0-9]*.md)
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help install book test lint format serve ipynb clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install the pinned requirements
+
+# MathJax is served with the book (no CDN), so every page reads offline.
+$(MATHJAX):
+	@mkdir -p .cache/npm _assets
+	npm install --silent --no-audit --no-fund --no-save --prefix .cache/npm mathjax@$(MATHJAX_VERSION)
+	rm -rf _assets/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _assets/mathjax
+
+book: $(STAMP) $(MATHJAX)  ## install what is needed and build the HTML book, every notebook executed
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo
+	@echo "The book is built: open file://$(abspath _build/html/index.html)"
+	@echo "or serve it with: make serve   (then http://127.0.0.1:8000)"
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check mini_attn tests
+	$(BIN)/ruff format --check mini_attn tests
+
+format: $(STAMP)  ## format the code with ruff
+	$(BIN)/ruff format mini_attn tests
+	$(BIN)/ruff check --fix mini_attn tests
+
+test: book lint  ## run every test (package, checkers, built book in a real browser)
+	$(BIN)/python -m pytest
+
+serve:  ## serve the built book on http://127.0.0.1:8000
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+ipynb: $(STAMP)  ## write every chapter as a notebook under _build/ipynb/
+	@mkdir -p _build/ipynb
+	@for f in $(CHAPTERS); do $(BIN)/jupytext --quiet --to ipynb -o _build/ipynb/$$(basename $${f%.md}).ipynb $$f; done
+	@echo "Notebooks written to _build/ipynb/"
+
+clean:  ## remove the built book (keeps .venv)
+	rm -rf _build

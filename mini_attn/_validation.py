@@ -1,0 +1,73 @@
+"""Input checks shared by every layer: clear errors that name the argument and the shapes.
+
+Design principle 6: bad input gets an error that names the argument, the shape it got
+and the shape it wanted; nothing returns NaN silently.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_bool_mask", "check_dim", "check_floating", "check_tensor", "fmt_shape"]
+
+
+def fmt_shape(shape) -> str:
+    """``(2, 3)`` for a shape, ``()`` for a scalar: the form every error message uses."""
+    dims = tuple(shape)
+    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None = None):
+    """Refuse anything that is not a tensor, or a tensor with the wrong number of dims."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {fmt_shape(x.shape)}")
+    if min_ndim is not None and x.dim() < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimension(s), got shape {fmt_shape(x.shape)}"
+        )
+    return x
+
+
+def check_floating(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Refuse integer and boolean tensors where a floating-point one is needed."""
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_dim(dim: int, ndim: int, name: str = "dim") -> int:
+    """Return ``dim`` made non-negative, or raise if it does not index an ``ndim``-d tensor."""
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}={dim} is out of range for a tensor with {ndim} dimension(s)")
+    return dim % ndim
+
+
+def check_bool_mask(mask, shape, *, name: str = "mask", target: str = "scores"):
+    """Check that ``mask`` is a boolean tensor that broadcasts to ``shape``.
+
+    A boolean mask is ``True`` where a query may attend to a key, as in
+    :func:`torch.nn.functional.scaled_dot_product_attention`. Float (additive) masks
+    are refused: their meaning (0 or -inf added to the scores) is a different convention.
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a boolean torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be a boolean tensor (True where a query may attend to a key), "
+            f"got dtype {mask.dtype}. An additive float mask (0 to keep, -inf to drop) "
+            f"converts with `{name} = {name} == 0`."
+        )
+    try:
+        broadcast = torch.broadcast_shapes(mask.shape, tuple(shape))
+    except RuntimeError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise ValueError(
+            f"{name} of shape {fmt_shape(mask.shape)} does not broadcast to {target} "
+            f"of shape {fmt_shape(shape)}"
+        )
+    return mask

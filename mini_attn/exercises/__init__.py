@@ -1,0 +1,16 @@
+"""Exercise checkers, one module per chapter; every checker is re-exported here.
+
+Each ``check_*`` function runs the learner's function on fixed cases and prints a short
+success line, or raises :class:`CheckFailed` with a message that names the failing case,
+what was expected and what came back.
+"""
+
+from ._core import CheckFailed
+from .ch01 import check_gaussian_weights, check_leave_one_out, check_masked_softmax
+
+__all__ = [
+    "CheckFailed",
+    "check_gaussian_weights",
+    "check_leave_one_out",
+    "check_masked_softmax",
+]
