@@ -12,7 +12,6 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: help install book test lint format serve ipynb clean
 

@@ -1,4 +1,4 @@
-"""mini_attn: attention mechanisms, small and tested, for the book "Attention, from the idea to the GPU".
+"""mini_attn: small, tested attention mechanisms for the book "Attention, from the idea to the GPU".
 
 Everything public is importable from the top level: ``import mini_attn as ma``.
 Tensors are batch first; a boolean mask is ``True`` where a query may attend to a key.
@@ -6,16 +6,21 @@ Tensors are batch first; a boolean mask is ``True`` where a query may attend to 
 
 from .device import default_device, seed_everything
 from .plotting import plot_attention
-from .pooling import attention_pooling, squared_distances
+from .pooling import KERNELS, attention_pooling, squared_distances
+from .regression import RegressionData, make_regression_1d, regression_target
 from .softmax import masked_softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "KERNELS",
+    "RegressionData",
     "attention_pooling",
     "default_device",
+    "make_regression_1d",
     "masked_softmax",
     "plot_attention",
+    "regression_target",
     "seed_everything",
     "squared_distances",
 ]

@@ -25,6 +25,6 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         torch.Generator: a CPU generator seeded with ``seed``, for code that takes one.
     """
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what np.random.* uses)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)

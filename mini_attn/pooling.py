@@ -53,8 +53,9 @@ def attention_pooling(
         keys (Tensor): shape :math:`(S,)`, or :math:`(..., S, E)`.
         values (Tensor): shape :math:`(S,)`, or :math:`(..., S, Ev)`.
         kernel (str): one of ``"gaussian"``, ``"boxcar"``, ``"epanechnikov"``.
-        bandwidth (float): the kernel width :math:`h > 0`; small values follow the data
-            closely, large values average over many keys.
+        bandwidth (float or Tensor): the kernel width :math:`h > 0`; small values follow
+            the data closely, large values average over many keys. A tensor that requires
+            grad lets the bandwidth be learned by gradient descent.
 
     Returns:
         (Tensor, Tensor): ``output`` of shape :math:`(L,)` or :math:`(..., L, Ev)`, and
@@ -66,7 +67,8 @@ def attention_pooling(
         check_floating(check_tensor(x, name, min_ndim=1), name)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if not float(bandwidth) > 0:
+    h = bandwidth.detach() if isinstance(bandwidth, torch.Tensor) else torch.tensor(bandwidth)
+    if not bool((h > 0).all()):
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
 
     scalar = queries.dim() == 1

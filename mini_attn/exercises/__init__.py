@@ -6,11 +6,11 @@ what was expected and what came back.
 """
 
 from ._core import CheckFailed
-from .ch01 import check_gaussian_weights, check_leave_one_out, check_masked_softmax
+from .ch01 import check_gaussian_weights, check_masked_softmax, check_soft_lookup
 
 __all__ = [
     "CheckFailed",
     "check_gaussian_weights",
-    "check_leave_one_out",
     "check_masked_softmax",
+    "check_soft_lookup",
 ]

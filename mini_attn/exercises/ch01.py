@@ -8,7 +8,7 @@ from ..pooling import attention_pooling
 from ..softmax import masked_softmax
 from ._core import call, expect_close, passed
 
-__all__ = ["check_gaussian_weights", "check_leave_one_out", "check_masked_softmax"]
+__all__ = ["check_gaussian_weights", "check_masked_softmax", "check_soft_lookup"]
 
 
 def _sums_to_one_over_queries(got: torch.Tensor) -> bool:
@@ -36,7 +36,10 @@ def check_gaussian_weights(fn) -> None:
                 "row's largest score before exp, or use torch.softmax / ma.masked_softmax."
             )
         if got.shape[-2] > 1 and _sums_to_one_over_queries(got):
-            return "your weights sum to 1 over the queries (dim 0); they should over the keys (dim -1)."
+            return (
+                "your weights sum to 1 over the queries (dim 0); they should sum to 1 "
+                "over the keys (dim -1)."
+            )
         return None
 
     for case, queries, keys, h in cases:
@@ -98,32 +101,37 @@ def check_masked_softmax(fn) -> None:
     passed("masked_softmax", len(cases))
 
 
-def check_leave_one_out(fn) -> None:
-    """Exercise 1.3: ``fn(x (n,), y (n,), bandwidth) -> predictions (n,)``.
+def check_soft_lookup(fn) -> None:
+    """Exercise 1.3: ``fn(queries (L, E), keys (S, E), values (S, Ev), temperature) -> (L, Ev)``.
 
-    Prediction ``i`` is the Gaussian attention pooling of ``y`` at query ``x[i]`` over
-    every training point except ``i`` itself.
+    A soft dictionary look-up with dot-product scores:
+    ``softmax(queries @ keysᵀ / temperature) @ values``, the softmax over the keys.
     """
     g = torch.Generator().manual_seed(1)
-    x = torch.sort(torch.rand(12, generator=g) * 5).values
-    y = torch.sin(x) + 0.1 * torch.randn(12, generator=g)
-    cases = [("12 points, h=0.5", x, y, 0.5), ("12 points, h=2", x, y, 2.0)]
-    for case, xs, ys, h in cases:
-        mask = ~torch.eye(len(xs), dtype=torch.bool)  # point i may not attend to itself
-        scores = -((xs[:, None] - xs[None, :]) ** 2) / (2 * h**2)
-        expected = masked_softmax(scores, mask) @ ys
-        with_self, _ = attention_pooling(xs, xs, ys, bandwidth=h)
+    keys = torch.randn(6, 4, generator=g)
+    values = torch.randn(6, 3, generator=g)
+    cases = [
+        ("one query, temperature 1", torch.randn(1, 4, generator=g), keys, values, 1.0),
+        ("five queries, temperature 2", torch.randn(5, 4, generator=g), keys, values, 2.0),
+        # a tiny temperature makes the scores huge: the look-up becomes a hard one
+        ("temperature 0.001 (almost hard)", torch.randn(3, 4, generator=g), keys, values, 1e-3),
+        ("queries equal to the keys", keys.clone(), keys, torch.eye(6), 0.5),
+    ]
+    for case, q, k, v, t in cases:
+        expected = masked_softmax(q @ k.T / t) @ v
 
-        def hint(got, with_self=with_self):
-            if torch.allclose(got, with_self, atol=1e-5):
-                return (
-                    "your prediction for point i uses y[i] itself. Mask the diagonal of the "
-                    "weight matrix (a point may not attend to itself) before the softmax."
-                )
+        def hint(got, q=q, k=k, v=v, t=t):
+            if torch.isnan(got).any():
+                return "exp overflowed: subtract each row's maximum score (torch.softmax does)."
+            scores = q @ k.T
+            if torch.allclose(got, masked_softmax(scores * t) @ v, atol=1e-5):
+                return "divide the scores by the temperature, do not multiply."
+            if q.shape[0] > 1 and torch.allclose(
+                got, torch.softmax(scores / t, dim=0) @ v, atol=1e-5
+            ):
+                return "the softmax runs over the keys (dim -1), not over the queries (dim 0)."
             return None
 
-        got = call(fn, case, xs.clone(), ys.clone(), h)
-        expect_close(case, got, expected, what="the predictions", hint=hint)
-    passed("leave_one_out", len(cases))
-
-
+        got = call(fn, case, q.clone(), k.clone(), v.clone(), t)
+        expect_close(case, got, expected, what="the output", hint=hint)
+    passed("soft_lookup", len(cases))
