@@ -13,7 +13,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book test lint format serve ipynb clean
+.PHONY: help install book test lint format serve ipynb chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,12 +39,12 @@ book: $(STAMP) $(MATHJAX)  ## install what is needed and build the HTML book, ev
 	@echo "or serve it with: make serve   (then http://127.0.0.1:8000)"
 
 lint: $(STAMP)  ## ruff check and format check
-	$(BIN)/ruff check mini_attn tests
-	$(BIN)/ruff format --check mini_attn tests
+	$(BIN)/ruff check mini_attn tests scripts _ext
+	$(BIN)/ruff format --check mini_attn tests scripts _ext
 
 format: $(STAMP)  ## format the code with ruff
-	$(BIN)/ruff format mini_attn tests
-	$(BIN)/ruff check --fix mini_attn tests
+	$(BIN)/ruff format mini_attn tests scripts _ext
+	$(BIN)/ruff check --fix mini_attn tests scripts _ext
 
 test: book lint  ## run every test (package, checkers, built book in a real browser)
 	$(BIN)/python -m pytest
@@ -56,6 +56,9 @@ ipynb: $(STAMP)  ## write every chapter as a notebook under _build/ipynb/
 	@mkdir -p _build/ipynb
 	@for f in $(CHAPTERS); do $(BIN)/jupytext --quiet --to ipynb -o _build/ipynb/$$(basename $${f%.md}).ipynb $$f; done
 	@echo "Notebooks written to _build/ipynb/"
+
+chapter: $(STAMP)  ## execute chapters and time them: make chapter CH=book/01-what-is-attention.md
+	$(BIN)/python scripts/run_chapter.py $(or $(CH),$(CHAPTERS))
 
 clean:  ## remove the built book (keeps .venv)
 	rm -rf _build

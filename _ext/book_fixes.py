@@ -13,7 +13,10 @@ def _dedup_scripts(app, pagename, templatename, context, doctree):
     seen, unique = set(), []
     for script in context.get("script_files", []):
         attributes = getattr(script, "attributes", {})
-        key = (getattr(script, "filename", None) or "", tuple(sorted((k, str(v)) for k, v in attributes.items() if k != "priority")))
+        key = (
+            getattr(script, "filename", None) or "",
+            tuple(sorted((k, str(v)) for k, v in attributes.items() if k != "priority")),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)
