@@ -2,30 +2,27 @@
 
 Everything public is importable from the top level: ``import mini_attn as ma``.
 Tensors are batch first; a boolean mask is ``True`` where a query may attend to a key.
+The imports are grouped by the chapter that introduces them.
 """
 
+from types import ModuleType as _ModuleType
+
+# shared by every chapter
 from .device import default_device, seed_everything
 from .masks import causal_mask, padding_mask
 from .plotting import plot_attention
-from .pooling import KERNELS, attention_pooling, squared_distances
-from .regression import RegressionData, make_regression_1d, regression_target
 from .sdpa import scaled_dot_product_attention
 from .softmax import masked_softmax
 
+# chapter 1: what attention is
+from .pooling import KERNELS, attention_pooling, squared_distances
+from .regression import RegressionData, make_regression_1d, regression_target
+
 __version__ = "0.1.0"
 
-__all__ = [
-    "KERNELS",
-    "RegressionData",
-    "attention_pooling",
-    "causal_mask",
-    "default_device",
-    "make_regression_1d",
-    "masked_softmax",
-    "padding_mask",
-    "plot_attention",
-    "regression_target",
-    "scaled_dot_product_attention",
-    "seed_everything",
-    "squared_distances",
-]
+# every public name imported above (modules excluded)
+__all__ = sorted(
+    name
+    for name, value in dict(globals()).items()
+    if not name.startswith("_") and not isinstance(value, _ModuleType)
+)
