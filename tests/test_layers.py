@@ -23,6 +23,7 @@ LAYERS = {
     "sdpa": "primitives",
     "pooling": "mechanisms",
     "regression": "tasks",
+    "training": "tasks",
     "plotting": "tools",
     "exercises": "tools",
 }

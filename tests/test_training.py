@@ -1,0 +1,128 @@
+"""train_model: lowers the loss, evaluates on schedule, stops early, refuses bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mini_attn as ma
+
+
+def _regression_batches(n_batches=8, seed=0):
+    """Batches of a noiseless linear map y = x W, so a linear model can fit it exactly."""
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(3, 2, generator=g)
+    batches = []
+    for _ in range(n_batches):
+        x = torch.randn(16, 3, generator=g)
+        batches.append((x, x @ weight))
+    return batches
+
+
+def _mse(model, batch):
+    x, y = batch
+    return torch.nn.functional.mse_loss(model(x), y)
+
+
+def test_training_lowers_the_loss_and_records_every_step():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    history = ma.train_model(model, _mse, _regression_batches(), steps=200, lr=0.05, progress=False)
+    assert history.steps == 200 and len(history.losses) == 200
+    assert history.losses[-1] < 0.01 * history.losses[0]
+    assert history.seconds > 0
+    assert not model.training, "the model is left in evaluation mode"
+
+
+def test_evaluations_run_on_schedule_without_gradients_in_eval_mode():
+    seen = []
+
+    def evaluate(model):
+        seen.append((model.training, torch.is_grad_enabled()))
+        return 0.5
+
+    history = ma.train_model(
+        torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=25, evaluate=evaluate,
+        eval_every=10, progress=False,
+    )  # fmt: skip
+    assert history.eval_steps == [10, 20, 25]  # and once after the last step
+    assert history.eval_values == [0.5, 0.5, 0.5]
+    assert seen == [(False, False)] * 3
+
+
+def test_stop_at_ends_training_early():
+    values = iter([0.2, 0.6, 0.99, 1.0])
+    history = ma.train_model(
+        torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=100,
+        evaluate=lambda model: next(values), eval_every=5, stop_at=0.95, progress=False,
+    )  # fmt: skip
+    assert history.steps == 15
+    assert history.eval_steps == [5, 10, 15]
+    assert history.first_step_reaching(0.5) == 10
+    assert history.first_step_reaching(0.95) == 15
+    assert history.first_step_reaching(1.5) is None
+
+
+def test_a_list_of_batches_is_cycled_in_order():
+    seen = []
+
+    def loss_fn(model, batch):
+        seen.append(batch)
+        return model(torch.ones(1, 1)).sum() * 0 + float(batch)
+
+    ma.train_model(torch.nn.Linear(1, 1), loss_fn, [1, 2, 3], steps=7, progress=False)
+    assert seen == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_a_custom_optimizer_is_used():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: nothing may change
+    before = [p.detach().clone() for p in model.parameters()]
+    ma.train_model(model, _mse, _regression_batches(), steps=5, optimizer=optimizer, progress=False)
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert torch.equal(old, new)
+
+
+def test_gradient_clipping_bounds_the_update():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    batch = (torch.ones(1, 1), torch.full((1, 1), 1e6))  # a huge gradient
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    ma.train_model(
+        model, _mse, [batch], steps=1, optimizer=optimizer, clip_grad_norm=0.5, progress=False
+    )
+    torch.testing.assert_close(model.weight.abs(), torch.tensor([[0.5]]))
+
+
+def test_progress_bar_prints_a_deterministic_line(capsys):
+    ma.train_model(torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=20, desc="fit")
+    err = capsys.readouterr().err
+    assert "fit: 100%" in err and "20/20 steps" in err and "loss=" in err
+    assert "it/s" not in err and "s/it" not in err, "no timings: two runs print the same text"
+
+
+def test_bad_arguments_are_refused():
+    model = torch.nn.Linear(3, 2)
+    batches = _regression_batches()
+    with pytest.raises(ValueError, match="steps and eval_every must be positive"):
+        ma.train_model(model, _mse, batches, steps=0)
+    with pytest.raises(ValueError, match="stop_at needs an evaluate"):
+        ma.train_model(model, _mse, batches, steps=5, stop_at=0.9)
+    with pytest.raises(ValueError, match="either optimizer or lr"):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        ma.train_model(model, _mse, batches, steps=5, lr=0.1, optimizer=optimizer)
+
+
+def test_bad_loss_and_exhausted_iterator_are_reported():
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="finite scalar"):
+        ma.train_model(
+            model, lambda m, b: m(b[0]) - b[1], _regression_batches(), steps=3, progress=False
+        )
+    with pytest.raises(ValueError, match="finite scalar"):
+        ma.train_model(
+            model, lambda m, b: _mse(m, b) * float("nan"), _regression_batches(), steps=3,
+            progress=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="batches ran out"):
+        ma.train_model(model, _mse, iter(_regression_batches(2)), steps=5, progress=False)
