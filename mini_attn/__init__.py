@@ -18,6 +18,9 @@ from .softmax import masked_softmax
 from .pooling import KERNELS, attention_pooling, squared_distances
 from .regression import RegressionData, make_regression_1d, regression_target
 
+# chapter 2: soft attention
+from .training import TrainingHistory, train_model
+
 __version__ = "0.1.0"
 
 # every public name imported above (modules excluded)
