@@ -21,6 +21,10 @@ from .regression import RegressionData, make_regression_1d, regression_target
 # chapter 2: soft attention
 from .training import TrainingHistory, train_model
 
+# chapter 6: multi-head attention
+from .multihead import MultiHeadAttention, merge_heads, split_heads
+from .minilm import MiniLM, MiniLMLayer, load_minilm, mean_pooling, minilm_attention, minilm_path
+
 __version__ = "0.1.0"
 
 # every public name imported above (modules excluded)

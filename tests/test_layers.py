@@ -24,6 +24,8 @@ LAYERS = {
     "pooling": "mechanisms",
     "regression": "tasks",
     "training": "tasks",
+    "multihead": "mechanisms",
+    "minilm": "tasks",
     "plotting": "tools",
     "exercises": "tools",
 }
