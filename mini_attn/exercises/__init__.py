@@ -7,7 +7,9 @@ what was expected and what came back.
 
 from ._core import CheckFailed
 from .ch01 import *
+from .ch06 import *
 
 from . import ch01
+from . import ch06
 
-__all__ = ["CheckFailed", *ch01.__all__]
+__all__ = ["CheckFailed", *ch01.__all__, *ch06.__all__]

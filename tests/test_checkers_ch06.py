@@ -1,0 +1,183 @@
+"""Chapter 6's checkers accept right answers and reject plausible wrong ones, helpfully."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import mini_attn as ma
+from mini_attn.exercises import (
+    CheckFailed,
+    check_gqa_from_mha,
+    check_multi_head_attention,
+    check_repeat_kv,
+    check_split_heads,
+)
+
+# --- split_heads ------------------------------------------------------------------------------
+
+
+def test_split_heads_accepts_the_library_function(capsys):
+    check_split_heads(ma.split_heads)
+    assert "✓ split_heads" in capsys.readouterr().out
+
+
+def test_split_heads_without_the_transpose():
+    def reshape_only(x, num_heads):
+        *batch, n, e = x.shape
+        return x.reshape(*batch, num_heads, n, e // num_heads)
+
+    with pytest.raises(CheckFailed, match=r"(?s)two heads.*Reshape to \(\.\.\., N, H, D\) first"):
+        check_split_heads(reshape_only)
+
+
+def test_split_heads_with_strided_heads():
+    def strided(x, num_heads):
+        return x.unflatten(-1, (-1, num_heads)).movedim(-1, -3)
+
+    with pytest.raises(CheckFailed, match="every H-th feature"):
+        check_split_heads(strided)
+
+
+def test_split_heads_that_only_handles_three_dimensions():
+    def three_d(x, num_heads):
+        b, n, e = x.shape
+        return x.view(b, n, num_heads, e // num_heads).transpose(1, 2)
+
+    with pytest.raises(CheckFailed, match=r"two batch dimensions.*raised ValueError"):
+        check_split_heads(three_d)
+
+
+# --- multi_head_attention ---------------------------------------------------------------------
+
+
+def _mha(x, w_q, w_k, w_v, w_o, num_heads, mask=None, *, scale_dim=None, merge=True):
+    """A correct solution; scale_dim and merge=False let tests plant one mistake."""
+    q, k, v = (ma.split_heads(x @ w, num_heads) for w in (w_q, w_k, w_v))  # (B, H, N, D)
+    if mask is not None:
+        mask = mask.unsqueeze(1)  # (B, 1, N, N): one mask for every head
+    scale = 1 / math.sqrt(scale_dim or q.shape[-1])
+    context, _ = ma.scaled_dot_product_attention(q, k, v, mask=mask, scale=scale)
+    return ma.merge_heads(context) @ w_o
+
+
+def test_multi_head_attention_accepts_a_correct_solution(capsys):
+    check_multi_head_attention(_mha)
+    assert "✓ multi_head_attention" in capsys.readouterr().out
+
+
+def test_multi_head_attention_scaled_by_the_model_dimension():
+    def wrong_scale(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        return _mha(x, w_q, w_k, w_v, w_o, num_heads, mask, scale_dim=x.shape[-1])
+
+    with pytest.raises(CheckFailed, match=r"(?s)four heads.*1/√D, the head size"):
+        check_multi_head_attention(wrong_scale)
+
+
+def test_multi_head_attention_with_a_single_wide_head():
+    def one_head(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        return _mha(x, w_q, w_k, w_v, w_o, 1, mask)
+
+    with pytest.raises(CheckFailed, match="one head of full width"):
+        check_multi_head_attention(one_head)
+
+
+def test_multi_head_attention_with_transposed_weights():
+    def transposed(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        return _mha(x, w_q.T, w_k.T, w_v.T, w_o.T, num_heads, mask)
+
+    with pytest.raises(CheckFailed, match=r"x @ w \(Q = x w_q\), not x @ w\.T"):
+        check_multi_head_attention(transposed)
+
+
+def test_multi_head_attention_with_the_mask_inverted():
+    def inverted(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        return _mha(x, w_q, w_k, w_v, w_o, num_heads, None if mask is None else ~mask)
+
+    with pytest.raises(CheckFailed, match=r"(?s)padding mask.*yours is inverted"):
+        check_multi_head_attention(inverted)
+
+
+# --- repeat_kv --------------------------------------------------------------------------------
+
+
+def test_repeat_kv_accepts_repeat_interleave(capsys):
+    check_repeat_kv(lambda kv, h: kv.repeat_interleave(h // kv.shape[1], dim=1))
+    assert "✓ repeat_kv" in capsys.readouterr().out
+
+
+def test_repeat_kv_with_repeat_instead_of_repeat_interleave():
+    with pytest.raises(CheckFailed, match=r"(?s)2 key/value heads for 8.*use repeat_interleave"):
+        check_repeat_kv(lambda kv, h: kv.repeat(1, h // kv.shape[1], 1, 1))
+
+
+def test_repeat_kv_along_the_wrong_axis():
+    with pytest.raises(CheckFailed, match=r"should have shape \(2, 8, 3, 2\), got \(2, 2, 12, 2\)"):
+        check_repeat_kv(lambda kv, h: kv.repeat_interleave(h // kv.shape[1], dim=2))
+
+
+# --- gqa_from_mha -----------------------------------------------------------------------------
+
+
+def _convert(module, num_kv_heads, *, strided=False, in_place=False):
+    """A correct conversion; strided=True groups heads h, h+Hkv, ... (a planted mistake)."""
+    group = module.num_heads // num_kv_heads
+    result = ma.MultiHeadAttention(
+        module.embed_dim,
+        module.num_heads,
+        num_kv_heads=num_kv_heads,
+        bias=module.q_proj.bias is not None,
+    )
+    state = dict(module.state_dict())
+    for name in ("k_proj", "v_proj"):
+        for kind in ("weight", "bias"):
+            key = f"{name}.{kind}"
+            if key not in state:
+                continue
+            heads = state[key].unflatten(0, (module.num_heads, module.head_dim))  # (H, D, ...)
+            if strided:
+                pooled = heads.unflatten(0, (group, num_kv_heads)).mean(0)
+            else:
+                pooled = heads.unflatten(0, (num_kv_heads, group)).mean(1)  # (Hkv, D, ...)
+            state[key] = pooled.flatten(0, 1)
+    result.load_state_dict(state)
+    if in_place:
+        with torch.no_grad():
+            module.q_proj.weight.zero_()
+    return result
+
+
+def test_gqa_from_mha_accepts_a_correct_solution(capsys):
+    check_gqa_from_mha(_convert)
+    assert "✓ gqa_from_mha" in capsys.readouterr().out
+
+
+def test_gqa_from_mha_with_strided_groups():
+    with pytest.raises(CheckFailed, match=r"(?s)8 heads to 2 groups.*consecutive heads"):
+        check_gqa_from_mha(lambda m, n: _convert(m, n, strided=True))
+
+
+def test_gqa_from_mha_that_keeps_the_first_head_of_each_group():
+    def first_head(module, num_kv_heads):
+        result = _convert(module, num_kv_heads)
+        group = module.num_heads // num_kv_heads
+        with torch.no_grad():
+            for name in ("k_proj", "v_proj"):
+                heads = getattr(module, name).weight.unflatten(0, (module.num_heads, -1))
+                getattr(result, name).weight.copy_(heads[::group].flatten(0, 1))
+        return result
+
+    with pytest.raises(CheckFailed, match=r"wrong value in k_proj\.weight"):
+        check_gqa_from_mha(first_head)
+
+
+def test_gqa_from_mha_that_modifies_the_original():
+    with pytest.raises(CheckFailed, match="changed; copy, do not modify"):
+        check_gqa_from_mha(lambda m, n: _convert(m, n, in_place=True))
+
+
+def test_gqa_from_mha_returning_the_wrong_head_count():
+    with pytest.raises(CheckFailed, match="num_kv_heads=2, got 8 and 8"):
+        check_gqa_from_mha(lambda m, n: m)
