@@ -25,6 +25,9 @@ from .training import TrainingHistory, train_model
 from .multihead import MultiHeadAttention, merge_heads, split_heads
 from .minilm import MiniLM, MiniLMLayer, load_minilm, mean_pooling, minilm_attention, minilm_path
 
+# chapter 8: writing the fused kernel (Triton is imported on the first call only)
+from .triton_attention import triton_attention
+
 __version__ = "0.1.0"
 
 # every public name imported above (modules excluded)

@@ -26,6 +26,8 @@ LAYERS = {
     "training": "tasks",
     "multihead": "mechanisms",
     "minilm": "tasks",
+    "triton_attention": "mechanisms",
+    "triton_kernels": "mechanisms",
     "plotting": "tools",
     "exercises": "tools",
 }
