@@ -13,7 +13,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book test lint format serve ipynb chapter clean
+.PHONY: help install book test lint format serve ipynb notebooks chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ ipynb: $(STAMP)  ## write every chapter as a notebook under _build/ipynb/
 	@mkdir -p _build/ipynb
 	@for f in $(CHAPTERS); do $(BIN)/jupytext --quiet --to ipynb -o _build/ipynb/$$(basename $${f%.md}).ipynb $$f; done
 	@echo "Notebooks written to _build/ipynb/"
+
+notebooks: $(STAMP)  ## write every chapter as a student and an instructor notebook under _build/notebooks/
+	$(BIN)/python scripts/export_notebooks.py
 
 chapter: $(STAMP)  ## execute chapters and time them: make chapter CH=book/01-what-is-attention.md
 	$(BIN)/python scripts/run_chapter.py $(or $(CH),$(CHAPTERS))

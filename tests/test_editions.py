@@ -1,0 +1,322 @@
+"""The course kit: the student and instructor notebooks, the launch settings, the built
+book's downloads and instructors' page, and the conventions the kit relies on.
+
+- The instructor notebook of a chapter executes top to bottom without error.
+- The student notebook executes up to its first unsolved exercise, whose checker fails with
+  the checker's own message ("not implemented yet"), and nothing else in it fails.
+
+Executing chapter 1 takes seconds; the other chapters are marked slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from scripts.chapters import BOOK, CHAPTERS, ROOT, chapter, directives, exercises
+from scripts.export_notebooks import EDITIONS, editions, export, install_cell
+
+WRITTEN = [p for p in CHAPTERS if chapter(p).written]
+HTML = ROOT / "_build" / "html"
+
+
+def _course_kit():
+    spec = importlib.util.spec_from_file_location("course_kit", ROOT / "_ext" / "course_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _slow_unless_first(paths):
+    return [
+        pytest.param(p, id=p.stem, marks=() if p == CHAPTERS[0] else pytest.mark.slow)
+        for p in paths
+    ]
+
+
+def _code(notebook) -> list[str]:
+    return [c.source for c in notebook.cells if c.cell_type == "code"]
+
+
+def _tagged(notebook, tag: str) -> list:
+    return [c for c in notebook.cells if tag in c.metadata.get("tags", [])]
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def test_directives_read_arguments_options_and_nested_fences():
+    text = (
+        "Intro.\n\n````{exercise} A title\n:label: ex-a\n:class: difficulty-hard\n\n"
+        "Body with `code` and\n```python\nx = 1\n```\n````\n\n```{solution-end}\n```\n"
+    )
+    found = directives(text)
+    assert [d.name for d in found] == ["exercise", "solution-end"]
+    assert found[0].argument == "A title"
+    assert found[0].options == {"label": "ex-a", "class": "difficulty-hard"}
+    assert found[0].body.startswith("Body with `code`") and "x = 1" in found[0].body
+    assert text[found[1].start : found[1].end] == "```{solution-end}\n```\n"
+
+
+def test_exercises_are_numbered_by_chapter_and_position():
+    found = exercises(CHAPTERS[0])
+    assert [ex.number for ex in found] == [f"1.{k}" for k in range(1, len(found) + 1)]
+    assert all(ex.checker_name.startswith("check_") for ex in found)
+    assert all(ex.title and ex.solution_lines > 0 for ex in found)
+
+
+# --------------------------------------------------------------------------- the editions
+
+
+@pytest.fixture(scope="module")
+def built_editions():
+    return {p: editions(p) for p in WRITTEN}
+
+
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_instructor_edition_has_every_code_cell_of_the_chapter(built_editions, path):
+    chapter_code = [c.source for c in chapter_cells(path) if c.cell_type == "code"]
+    instructor = built_editions[path]["instructor"]
+    assert _code(instructor) == chapter_code
+    assert len(_tagged(instructor, "solution")) >= len(exercises(path))
+
+
+def chapter_cells(path):
+    from scripts.chapters import cells
+
+    return cells(path)
+
+
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_student_edition_removes_solutions_and_keeps_stubs_and_checkers(built_editions, path):
+    student = built_editions[path]["student"]
+    found = exercises(path)
+    solution_cells = {i for ex in found for i in ex.solution_cells}
+    chapter_code = [
+        c.source
+        for i, c in enumerate(chapter_cells(path))
+        if c.cell_type == "code" and i not in solution_cells
+    ]
+    assert _code(student) == chapter_code, "the student edition lost or kept the wrong cells"
+    assert not _tagged(student, "solution")
+    starters, checkers = _tagged(student, "exercise-starter"), _tagged(student, "exercise-checker")
+    assert [c.metadata["exercise"]["label"] for c in starters] == [ex.label for ex in found]
+    assert [c.source for c in checkers] == [ex.checker for ex in found]
+    assert all("raise NotImplementedError" in c.source for c in starters)
+    markdown = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
+    for name in ("{exercise}", "{solution-start}", "{solution-end}", "#### Solution"):
+        assert name not in markdown
+    for ex in found:
+        assert f"### Exercise {ex.number}: {ex.title}" in markdown
+    # the explanations inside the solutions are gone from the student edition
+    instructor_md = [
+        c.source for c in built_editions[path]["instructor"].cells if c.cell_type == "markdown"
+    ]
+    explanations = [t for t in instructor_md if t.startswith("#### Solution to exercise")]
+    assert len(explanations) == len(found)
+    for text in explanations:
+        first_sentence = text.split("\n\n", 1)[-1].split(".")[0]
+        assert first_sentence not in markdown
+
+
+def test_export_writes_both_editions_and_is_deterministic(tmp_path):
+    first = export(CHAPTERS[:1], tmp_path / "a", repository_url="")
+    second = export(CHAPTERS[:1], tmp_path / "b", repository_url="")
+    assert sorted(p.parent.name for p in first) == sorted(EDITIONS)
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name}: two exports differ"
+        nbformat.validate(nbformat.read(a, as_version=4))
+
+
+def test_install_cell_only_with_a_repository_url():
+    url = "https://github.com/example/attention-book"
+    with_url = editions(CHAPTERS[0], repository_url=url)["student"]
+    first_code = next(c for c in with_url.cells if c.cell_type == "code")
+    assert first_code.source == install_cell(url).source
+    assert f"mini_attn @ git+{url}" in first_code.source
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = TransformerManager().transform_cell(first_code.source)
+    compile(python, "install-cell", "exec")  # the %pip line is valid IPython
+    without = editions(CHAPTERS[0], repository_url="")["student"]
+    assert not _tagged(without, "install")
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _execute(notebook, *, allow_errors: bool):
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(BOOK)}},
+    )
+    client.execute()
+    return notebook
+
+
+def _errors(notebook) -> list[tuple[int, dict]]:
+    return [
+        (i, out)
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
+
+
+@pytest.mark.parametrize("path", _slow_unless_first(WRITTEN))
+def test_instructor_notebook_executes_top_to_bottom(path):
+    notebook = _execute(editions(path)["instructor"], allow_errors=False)
+    assert not _errors(notebook)
+    checkers = _tagged(notebook, "exercise-checker")
+    outputs = ["".join(o.get("text", "") for o in c.outputs) for c in checkers]
+    assert all("✓" in text for text in outputs), f"a checker did not pass: {outputs}"
+
+
+@pytest.mark.parametrize("path", _slow_unless_first(WRITTEN))
+def test_student_notebook_stops_at_the_first_exercise_with_the_checkers_message(path):
+    notebook = _execute(editions(path)["student"], allow_errors=True)
+    errors = _errors(notebook)
+    assert errors, "the student notebook ran without any exercise failing"
+    first_checker = next(
+        i for i, c in enumerate(notebook.cells) if "exercise-checker" in c.metadata.get("tags", [])
+    )
+    index, first = errors[0]
+    assert index == first_checker, (
+        f"the first error is in cell {index}, not in the first checker cell ({first_checker}):\n"
+        f"{notebook.cells[index].source}\n{first.get('ename')}: {first.get('evalue')}"
+    )
+    for index, error in errors:
+        cell = notebook.cells[index]
+        assert "exercise-checker" in cell.metadata.get("tags", []), (
+            f"a cell other than a checker failed: {cell.source!r}: {error.get('evalue')}"
+        )
+        assert error["ename"] == "CheckFailed" and "not implemented yet" in error["evalue"], (
+            f"{cell.source!r} failed with {error['ename']}: {error['evalue']}"
+        )
+
+
+# --------------------------------------------------------------------------- the one setting
+
+
+def test_buttons_are_off_without_a_repository_url():
+    kit = _course_kit()
+    options = kit.apply_repository_setting(
+        {
+            "repository_url": "",
+            "use_repository_button": True,
+            "launch_buttons": {"binderhub_url": "https://mybinder.org", "colab_url": "x"},
+        }
+    )
+    assert "repository_url" not in options and options["use_repository_button"] is False
+    assert not any(options["launch_buttons"].get(k) for k in kit.SERVICES)
+
+
+def test_a_repository_url_switches_the_buttons_on_and_launches_the_student_notebook():
+    kit = _course_kit()
+    url = "https://github.com/example/attention-book"
+    launch = {
+        "binderhub_url": "https://mybinder.org",
+        "colab_url": "https://colab.research.google.com",
+        "jupyterhub_url": "https://hub.example.edu",
+        "notebook_interface": "classic",
+    }
+    options = kit.apply_repository_setting({"repository_url": url, "launch_buttons": launch})
+    assert options["use_repository_button"] is True
+    assert options["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+    notebook = "notebooks/student/01-what-is-attention.ipynb"
+    urls = kit.launch_urls(url, launch, notebook)
+    assert urls["Colab"] == (
+        "https://colab.research.google.com/github/example/attention-book/blob/gh-pages/" + notebook
+    )
+    assert urls["Binder"] == (
+        "https://mybinder.org/v2/gh/example/attention-book/gh-pages?urlpath=tree/" + notebook
+    )
+    assert urls["JupyterHub"].startswith("https://hub.example.edu/hub/user-redirect/git-pull?")
+    assert "branch=gh-pages" in urls["JupyterHub"]
+    assert f"urlpath=tree/attention-book/{notebook}" in urls["JupyterHub"]
+
+
+def test_the_config_has_no_repository_url_and_the_extension_is_loaded():
+    from scripts.export_notebooks import repository_url_from_config
+
+    config = (ROOT / "_config.yml").read_text()
+    assert repository_url_from_config() == ""
+    assert re.search(r"^\s+course_kit: _ext$", config, re.MULTILINE)
+
+
+# --------------------------------------------------------------------------- the built book
+
+
+@pytest.fixture(scope="module")
+def built():
+    if not (HTML / "index.html").exists():
+        pytest.fail("the book is not built: run `make book` first (`make test` does)")
+    return HTML
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_built_book_offers_both_notebooks(built, path):
+    page = (built / "book" / f"{path.stem}.html").read_text()
+    for edition in EDITIONS:
+        notebook = built / "notebooks" / edition / f"{path.stem}.ipynb"
+        assert notebook.exists(), f"{notebook} was not written by the build"
+        assert f"../notebooks/{edition}/{path.stem}.ipynb" in page, f"no {edition} link"
+    assert "launch-buttons" not in page, "launch buttons without a repository URL"
+    assert "repository-button" not in page and "fa-github" not in page
+
+
+@pytest.mark.book
+def test_instructors_page_indexes_every_exercise_and_run_time(built):
+    page = re.sub(r"<[^>]+>", " ", (built / "book" / "instructors.html").read_text())
+    page = re.sub(r"\s+", " ", page)
+    for path in WRITTEN:
+        info = chapter(path)
+        for ex in info.exercises:
+            assert ex.title in page and ex.checker_name in page, f"{ex.label} is not indexed"
+        for goal in info.goals[:1]:
+            assert re.sub(r"[`*]", "", goal)[:40] in page
+    runtimes = re.findall(r"(\d+) s\b", page)
+    assert len(runtimes) >= len(WRITTEN), "a written chapter has no measured run time"
+    assert "not executed" not in page or len(WRITTEN) < len(CHAPTERS)
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def _toc_chapters() -> list[str]:
+    return re.findall(r"file:\s*book/(\d\d-[\w-]+)", (ROOT / "_toc.yml").read_text())
+
+
+def test_chapters_are_numbered_in_toc_order():
+    listed = _toc_chapters()
+    assert listed == sorted(listed), f"_toc.yml lists the chapters out of order: {listed}"
+    assert [int(s[:2]) for s in listed] == list(range(1, len(listed) + 1))
+
+
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_chapter_ends_with_summary_then_exercises(path):
+    sections = chapter(path).sections
+    assert sections[-2:] == ["Summary", "Exercises"], f"the last sections are {sections[-2:]}"
+
+
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_exercises_are_labelled_and_their_stubs_name_their_number(path):
+    for ex in exercises(path):
+        assert re.fullmatch(r"ex-[a-z0-9-]+", ex.label), f"label {ex.label!r} is not ex-..."
+        assert f"Exercise {ex.number}:" in ex.starter, (
+            f"the stub of {ex.label} should say 'Exercise {ex.number}: ...', got {ex.starter!r}"
+        )
+
+
+def test_exercise_labels_are_unique_across_the_book():
+    labels = [ex.label for p in WRITTEN for ex in exercises(p)]
+    assert len(labels) == len(set(labels)), f"repeated labels: {labels}"
