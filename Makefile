@@ -33,7 +33,7 @@ $(MATHJAX):
 	rm -rf _assets/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _assets/mathjax
 
 book: $(STAMP) $(MATHJAX)  ## install what is needed and build the HTML book, every notebook executed
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo
 	@echo "The book is built: open file://$(abspath _build/html/index.html)"
 	@echo "or serve it with: make serve   (then http://127.0.0.1:8000)"
