@@ -21,9 +21,35 @@ from .regression import RegressionData, make_regression_1d, regression_target
 # chapter 2: soft attention
 from .training import TrainingHistory, train_model
 
+# chapters 4 and 5: self-attention, the K/Q/V computation
+from .positional import sinusoidal_positional_encoding
+from .self_attention import SelfAttention
+from .kqv_numpy import scaled_dot_product_attention_numpy, self_attention_numpy
+from .sequences import (
+    SEQUENCE_TASKS,
+    SequenceData,
+    make_sequences,
+    sequence_accuracy,
+    sequence_target,
+)
+from .encoder import EncoderBlock, TinyEncoder, sequence_batches, token_loss, train_encoder
+
 # chapter 6: multi-head attention
 from .multihead import MultiHeadAttention, merge_heads, split_heads
 from .minilm import MiniLM, MiniLMLayer, load_minilm, mean_pooling, minilm_attention, minilm_path
+
+# chapter 7: profiling attention (the benchmark command is the module mini_attn.bench)
+from .flops import attention_bytes, attention_flops
+from .tiled import tiled_attention
+from .profiling import (
+    Timing,
+    attainable_flops,
+    measure_copy_bandwidth,
+    measure_matmul_flops,
+    measure_peak_memory,
+    plot_roofline,
+    time_function,
+)
 
 # chapter 8: writing the fused kernel (Triton is imported on the first call only)
 from .triton_attention import triton_attention
