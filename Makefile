@@ -57,7 +57,7 @@ ipynb: $(STAMP)  ## write every chapter as a notebook under _build/ipynb/
 	@for f in $(CHAPTERS); do $(BIN)/jupytext --quiet --to ipynb -o _build/ipynb/$$(basename $${f%.md}).ipynb $$f; done
 	@echo "Notebooks written to _build/ipynb/"
 
-notebooks: $(STAMP)  ## write every chapter as a student and an instructor notebook under _build/notebooks/
+notebooks: $(STAMP)  ## write every chapter as student, instructor and nbgrader notebooks under _build/notebooks/
 	$(BIN)/python scripts/export_notebooks.py
 
 chapter: $(STAMP)  ## execute chapters and time them: make chapter CH=book/01-what-is-attention.md

@@ -6,6 +6,8 @@
 - ``student/NN-name.ipynb``: the same without the solutions (their explanations and cells):
   each exercise keeps its text, its starter cell (a stub that raises ``NotImplementedError``)
   and its checker cell, which says "not implemented yet" until the stub is replaced.
+- ``nbgrader/source/NN-name/NN-name.ipynb``: an nbgrader source notebook (see
+  :func:`nbgrader_edition`), for ``nbgrader generate_assignment NN-name``.
 
 The code cells are the chapter's own, unchanged. The markdown is made readable in a plain
 Jupyter or Colab (which do not know MyST): exercises and solutions become headings,
@@ -22,6 +24,7 @@ build (``_ext/course_kit.py``) writes the same files into the HTML under ``noteb
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import re
 import sys
@@ -43,6 +46,7 @@ from scripts.chapters import (
     cells,
     chapter,
     directives,
+    is_definition_only,
 )
 
 EDITIONS = ("instructor", "student")
@@ -307,6 +311,144 @@ def editions(
     return result
 
 
+# --------------------------------------------------------------------------- nbgrader
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+def _nbgrader(grade_id: str, *, solution: bool, grade: bool, points: int = 0) -> dict:
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": not solution,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def _functions(source: str) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+
+
+def answer_cell_source(starter: str, solutions: list[str]) -> str | None:
+    """The starter cell with each ``raise NotImplementedError`` replaced by the solution's body
+    between nbgrader's solution markers, or None if the two do not match function by function
+    (the stub's functions must end with that raise; the solution must define only them)."""
+    stubs = _functions(starter)
+    tree = ast.parse(starter)
+    if not stubs or len(stubs) != len(tree.body):
+        return None
+    solved: dict[str, ast.FunctionDef] = {}
+    for source in solutions:
+        for node in ast.parse(source).body:
+            if not isinstance(node, ast.FunctionDef) or node.name not in stubs:
+                return None
+            solved[node.name] = node
+    if set(solved) != set(stubs):
+        return None
+    starter_lines, replacements = starter.splitlines(), {}
+    for name, stub in stubs.items():
+        last = stub.body[-1]
+        is_raise = isinstance(last, ast.Raise) and "NotImplementedError" in ast.unparse(last)
+        if not is_raise or last.lineno != last.end_lineno:
+            return None
+        body = solved[name].body
+        if isinstance(body[0], ast.Expr) and isinstance(
+            getattr(body[0], "value", None), ast.Constant
+        ):
+            body = body[1:]  # the docstring stays the stub's
+        source = next(s for s in solutions if name in _functions(s))
+        lines = source.splitlines()[body[0].lineno - 1 : body[-1].end_lineno]
+        old_indent = len(lines[0]) - len(lines[0].lstrip())
+        indent = " " * last.col_offset
+        replacements[last.lineno - 1] = [
+            indent + BEGIN,
+            *[(indent + line[old_indent:]) if line.strip() else "" for line in lines],
+            indent + END,
+        ]
+    out = []
+    for index, line in enumerate(starter_lines):
+        out.extend(replacements.get(index, [line]))
+    return "\n".join(out)
+
+
+def nbgrader_edition(instructor: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An nbgrader *source* notebook from an instructor notebook.
+
+    Per exercise: one autograded answer cell (the starter, its ``raise NotImplementedError``
+    replaced by the solution between ``### BEGIN SOLUTION`` / ``### END SOLUTION``, which
+    ``nbgrader generate_assignment`` turns back into a stub) and one autograder test cell,
+    the checker, worth 1 point. The solutions' explanations and demonstrations are left out.
+    Where starter and solution do not match function by function, the solution's cells become
+    the answer cells, whole between the markers.
+    """
+    notebook = copy.deepcopy(instructor)
+    notebook.metadata["mini_attn"]["edition"] = "nbgrader"
+    by_label: dict[str, dict[str, list]] = {}
+    for cell in notebook.cells:
+        for tag in ("exercise-starter", "solution", "exercise-checker"):
+            if tag in cell.metadata.get("tags", []):
+                label = cell.metadata["exercise"]["label"]
+                by_label.setdefault(label, {}).setdefault(tag, []).append(cell)
+    new, in_solution = [], False
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "markdown":
+            if cell.source.startswith("#### Solution to exercise"):
+                in_solution = True  # leave out the explanations, up to the checker
+            elif not in_solution:
+                if cell.source.startswith("*Instructor edition"):
+                    cell.source = cell.source.replace("*Instructor edition", "*nbgrader source", 1)
+                new.append(cell)
+            continue
+        if "exercise-checker" in tags:
+            in_solution = False
+            label = cell.metadata["exercise"]["label"]
+            cell.metadata["nbgrader"] = _nbgrader(
+                f"{label}-check", solution=False, grade=True, points=1
+            )
+            new.append(cell)
+        elif "exercise-starter" in tags:
+            label = cell.metadata["exercise"]["label"]
+            definitions = [
+                c.source
+                for c in by_label[label].get("solution", [])
+                if is_definition_only(c.source)
+            ]
+            answer = answer_cell_source(cell.source, definitions)
+            if answer is not None:
+                cell.source = answer
+                cell.metadata["nbgrader"] = _nbgrader(f"{label}-answer", solution=True, grade=False)
+                new.append(cell)
+            else:  # the solution's definitions become the answer cells, whole
+                for n, source in enumerate(definitions):
+                    new.append(
+                        nbformat.v4.new_code_cell(
+                            f"{BEGIN}\n{source}\n{END}",
+                            metadata={
+                                "tags": ["solution"],
+                                "exercise": cell.metadata["exercise"],
+                                "nbgrader": _nbgrader(
+                                    f"{label}-answer-{n}", solution=True, grade=False
+                                ),
+                            },
+                        )
+                    )
+        elif "solution" in tags or in_solution:
+            continue
+        else:
+            new.append(cell)
+    for i, cell in enumerate(new):
+        cell["id"] = f"g{i:03d}"
+    notebook.cells = new
+    nbformat.validate(notebook)
+    return notebook
+
+
 def repository_url_from_config(config: Path = ROOT / "_config.yml") -> str:
     """``repository.url`` of the book's ``_config.yml``, or ``""``."""
     data = yaml.safe_load(config.read_text()) or {}
@@ -316,14 +458,19 @@ def repository_url_from_config(config: Path = ROOT / "_config.yml") -> str:
 def export(
     chapters: list[Path] | None = None, out: Path = OUT, repository_url: str | None = None
 ) -> list[Path]:
-    """Write ``out/{instructor,student}/NN-name.ipynb`` for every chapter; return the paths."""
+    """Write ``out/{instructor,student}/NN-name.ipynb`` and the nbgrader source
+    ``out/nbgrader/source/NN-name/NN-name.ipynb`` of every chapter; return the paths."""
     chapters = CHAPTERS if chapters is None else chapters
     repository_url = repository_url_from_config() if repository_url is None else repository_url
     bibliography = _bibliography()
     written = []
     for path in chapters:
-        for edition, notebook in editions(path, repository_url, bibliography).items():
+        notebooks = editions(path, repository_url, bibliography)
+        notebooks["nbgrader"] = nbgrader_edition(notebooks["instructor"])
+        for edition, notebook in notebooks.items():
             target = out / edition / f"{path.stem}.ipynb"
+            if edition == "nbgrader":  # nbgrader's course folder: source/<assignment>/<notebook>
+                target = out / edition / "source" / path.stem / f"{path.stem}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
             text = nbformat.writes(notebook) + "\n"
             if not target.exists() or target.read_text() != text:

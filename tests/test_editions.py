@@ -17,8 +17,26 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from scripts.chapters import BOOK, CHAPTERS, ROOT, chapter, directives, exercises
-from scripts.export_notebooks import EDITIONS, editions, export, install_cell
+from mini_attn.exercises import CheckFailed
+from scripts.chapters import (
+    BOOK,
+    CHAPTERS,
+    ROOT,
+    chapter,
+    directives,
+    exercises,
+    imports_cell,
+)
+from scripts.export_notebooks import (
+    BEGIN,
+    EDITIONS,
+    END,
+    answer_cell_source,
+    editions,
+    export,
+    install_cell,
+    nbgrader_edition,
+)
 
 WRITTEN = [p for p in CHAPTERS if chapter(p).written]
 HTML = ROOT / "_build" / "html"
@@ -126,7 +144,11 @@ def test_student_edition_removes_solutions_and_keeps_stubs_and_checkers(built_ed
 def test_export_writes_both_editions_and_is_deterministic(tmp_path):
     first = export(CHAPTERS[:1], tmp_path / "a", repository_url="")
     second = export(CHAPTERS[:1], tmp_path / "b", repository_url="")
-    assert sorted(p.parent.name for p in first) == sorted(EDITIONS)
+    names = sorted(str(p.relative_to(tmp_path / "a")) for p in first)
+    stem = CHAPTERS[0].stem
+    assert names == sorted(
+        [*(f"{e}/{stem}.ipynb" for e in EDITIONS), f"nbgrader/source/{stem}/{stem}.ipynb"]
+    )
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), f"{a.name}: two exports differ"
         nbformat.validate(nbformat.read(a, as_version=4))
@@ -144,6 +166,60 @@ def test_install_cell_only_with_a_repository_url():
     compile(python, "install-cell", "exec")  # the %pip line is valid IPython
     without = editions(CHAPTERS[0], repository_url="")["student"]
     assert not _tagged(without, "install")
+
+
+# --------------------------------------------------------------------------- nbgrader
+
+
+def _release(source: str) -> str:
+    """What ``nbgrader generate_assignment`` does to an answer cell: the region between the
+    solution markers becomes its stub, indented like the first marker."""
+    return re.sub(
+        rf"^([ \t]*){re.escape(BEGIN)}\n.*?^[ \t]*{re.escape(END)}$",
+        lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()",
+        source,
+        flags=re.MULTILINE | re.DOTALL,
+    )
+
+
+def _solved(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def test_answer_cell_keeps_the_stub_and_puts_the_solution_between_markers():
+    stub = 'def f(x):\n    """Doc."""\n    raise NotImplementedError("Exercise 9.1: f")\n'
+    solution = 'def f(x):\n    """Doc."""\n    y = x + 1\n\n    return y\n'
+    assert answer_cell_source(stub, [solution]) == (
+        f'def f(x):\n    """Doc."""\n    {BEGIN}\n    y = x + 1\n\n    return y\n    {END}'
+    )
+    assert answer_cell_source(stub, ["def g(x):\n    return x\n"]) is None  # not the same function
+
+
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_nbgrader_source_grades_each_exercise(built_editions, path, capsys):
+    notebook = nbgrader_edition(built_editions[path]["instructor"])
+    found = exercises(path)
+    graded = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    answers = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert [c.source for c in graded] == [ex.checker for ex in found]
+    assert all(c.metadata["nbgrader"]["points"] == 1 for c in graded)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in graded + answers]
+    assert len(ids) == len(set(ids)), "nbgrader needs unique grade ids"
+    assert not [c for c in notebook.cells if c.source.startswith("#### Solution")]
+    # released, each answer fails its checker with "not implemented yet"; solved, it passes
+    namespace: dict = {}
+    exec(imports_cell(path), namespace)
+    for ex in found:
+        cells = [c.source for c in answers if c.metadata["exercise"]["label"] == ex.label]
+        assert cells and all(BEGIN in c and END in c for c in cells)
+        for source in cells:
+            exec(_release(source), namespace)
+        with pytest.raises(CheckFailed, match="not implemented yet"):
+            exec(ex.checker, namespace)
+        for source in cells:
+            exec(_solved(source), namespace)
+        exec(ex.checker, namespace)
+        assert "✓" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- execution
