@@ -124,7 +124,8 @@ def attention_forward_kernel(
     # keys [0, full_stop): every query of the block sees every key of these blocks, no mask;
     # keys [full_stop, stop): the diagonal (causal) and the ragged last block, masked
     if CAUSAL:
-        stop = tl.minimum(start_m + BLOCK_M, n_keys)  # query i never sees keys j > i
+        last_query = tl.minimum(start_m + BLOCK_M, n_queries)  # one past the block's last query
+        stop = tl.minimum(last_query, n_keys)  # query i never sees keys j > i
         full_stop = tl.minimum(start_m + 1, n_keys) // BLOCK_N * BLOCK_N
     else:
         stop = n_keys
