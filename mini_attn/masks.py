@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ._validation import fmt_shape
+
 __all__ = ["causal_mask", "padding_mask"]
 
 
@@ -37,12 +39,27 @@ def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.
 
     Returns:
         Tensor: boolean, shape :math:`(B, 1, S)`, which broadcasts against scores of shape
-        :math:`(B, L, S)`.
+        :math:`(B, L, S)`. (The opposite of ``torch.nn.MultiheadAttention``'s
+        ``key_padding_mask``, which is ``True`` for the keys to ignore.)
+
+    Raises:
+        TypeError: ``lengths`` is not an integer tensor.
+        ValueError: ``lengths`` is not 1-D, has a negative entry, or is longer than
+            ``max_length``.
     """
-    if lengths.dim() != 1 or lengths.is_floating_point():
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be a torch.Tensor, got {type(lengths).__name__}")
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must be 1-D, shape (B,), got shape {fmt_shape(lengths.shape)}")
+    if len(lengths) and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
+    longest = int(lengths.max()) if len(lengths) else 0
+    max_length = longest if max_length is None else max_length
+    if max_length < longest:
         raise ValueError(
-            f"lengths must be a 1-D integer tensor, got {lengths.dtype} {tuple(lengths.shape)}"
+            f"max_length={max_length} is shorter than the longest sequence (length {longest})"
         )
-    max_length = int(lengths.max()) if max_length is None else max_length
-    positions = torch.arange(max_length, device=lengths.device)
+    positions = torch.arange(max_length, device=lengths.device)  # (S,)
     return (positions[None, :] < lengths[:, None])[:, None, :]  # (B, 1, S)

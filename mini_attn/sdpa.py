@@ -8,7 +8,6 @@ import torch
 
 from ._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
 from .masks import causal_mask
-from .softmax import masked_softmax
 
 __all__ = ["scaled_dot_product_attention"]
 
@@ -42,7 +41,7 @@ def scaled_dot_product_attention(
 
     Equals :func:`torch.nn.functional.scaled_dot_product_attention` wherever both are
     defined, and also returns the attention weights. A query whose keys are all masked
-    gets a zero output row (PyTorch returns NaN there).
+    gets zero weights and a zero output row, never NaN (a naive softmax gives 0/0 there).
 
     Args:
         query (Tensor): shape :math:`(..., L, E)`.
@@ -81,8 +80,17 @@ def scaled_dot_product_attention(
         mask = future if mask is None else mask & future
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
-    scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S): Q Kᵀ / √E
-    weights = masked_softmax(scores, mask)  # (..., L, S), each row sums to 1 (or is all 0)
+    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × E matrix
+    # instead of the larger L × S one
+    scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √E
+    if mask is not None:
+        scores = torch.where(mask, scores, float("-inf"))  # masked keys: exp(-inf) = 0
+    # one fused softmax (it subtracts the row maximum); half precision is summed in float32
+    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    weights = weights.to(scores.dtype)  # (..., L, S), each row sums to 1
+    if mask is not None:
+        # a query with every key masked got 0/0 = NaN weights: give it zeros instead
+        weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     return weights @ value, weights  # (..., L, Ev), (..., L, S)
