@@ -1,0 +1,215 @@
+"""Checkers for the exercises of chapter 7, "Profiling attention on the GPU"."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..profiling import attainable_flops
+from ._core import CheckFailed, call, expect_close, passed
+
+__all__ = ["check_attainable", "check_online_logsumexp", "check_timer"]
+
+
+class _FakeDevice:
+    """A simulated accelerator with its own clock, so that a timer's check is deterministic.
+
+    ``launch()`` costs the host ``launch_s`` and queues ``work_s`` of work on the device
+    (plus ``first_s`` on the very first call: allocation, kernel choice); an asynchronous
+    device returns at once, a synchronous one (a CPU) returns when the work is done.
+    ``synchronize()`` waits for the queue; ``clock()`` reads the host's clock.
+    """
+
+    def __init__(self, *, asynchronous, work_s=0.005, launch_s=1e-5, first_s=0.1):
+        self.asynchronous = asynchronous
+        self.work_s, self.launch_s, self.first_s = work_s, launch_s, first_s
+        self.now = 0.0  # the host's clock
+        self.busy_until = 0.0  # when the device finishes its queue
+        self.calls = 0
+        self.calls_at_first_clock = None  # how many calls ran before the clock was first read
+
+    def launch(self) -> None:
+        self.calls += 1
+        self.now += self.launch_s
+        work = self.work_s + (self.first_s if self.calls == 1 else 0.0)
+        self.busy_until = max(self.now, self.busy_until) + work
+        if not self.asynchronous:
+            self.now = self.busy_until
+
+    def synchronize(self) -> None:
+        self.now = max(self.now, self.busy_until)
+
+    def clock(self) -> float:
+        if self.calls_at_first_clock is None:
+            self.calls_at_first_clock = self.calls
+        return self.now
+
+
+def check_timer(fn) -> None:
+    """Exercise 7.1: ``fn(work, *, clock, synchronize, warmup, repeats) -> list of seconds``.
+
+    The checker hands the timer a simulated device: ``work()`` queues 5 ms of work (the
+    first call 100 ms more) and, on the asynchronous device, returns at once; ``clock()``
+    reads the time and ``synchronize()`` waits for the device. Every timed run must come
+    out at 5.01 ms (10 µs of launch plus 5 ms of work).
+    """
+    cases = [
+        ("an asynchronous device (a GPU), warmup=2, repeats=5", True, 2, 5),
+        ("an asynchronous device, warmup=1, repeats=3", True, 1, 3),
+        ("a synchronous device (a CPU), warmup=1, repeats=4", False, 1, 4),
+    ]
+    for case, asynchronous, warmup, repeats in cases:
+        device = _FakeDevice(asynchronous=asynchronous)
+        expected = device.launch_s + device.work_s
+        got = call(
+            fn,
+            case,
+            device.launch,
+            clock=device.clock,
+            synchronize=device.synchronize,
+            warmup=warmup,
+            repeats=repeats,
+        )
+        try:
+            times = [float(t) for t in got]
+        except (TypeError, ValueError):
+            raise CheckFailed(
+                f"case '{case}': return a list of {repeats} times in seconds, "
+                f"got {type(got).__name__}"
+            ) from None
+        if device.calls != warmup + repeats:
+            raise CheckFailed(
+                f"case '{case}': work() was called {device.calls} times; expected "
+                f"warmup + repeats = {warmup + repeats} (the warm-up calls are not timed)"
+            )
+        if len(times) != repeats:
+            raise CheckFailed(f"case '{case}': expected {repeats} times, got {len(times)}")
+        for i, t in enumerate(times):
+            if math.isclose(t, expected, rel_tol=1e-6, abs_tol=1e-12):
+                continue
+            message = f"case '{case}': timed run {i} took {t * 1e3:.4g} ms, expected 5.01 ms"
+            if t < device.work_s / 2:
+                hint = (
+                    "you read the clock before the device had finished: work() only queues "
+                    "the work. Call synchronize() after work() and before reading clock()."
+                )
+            elif t > device.first_s and not device.calls_at_first_clock:
+                hint = (
+                    "this run includes the slow first call: call work() `warmup` times "
+                    "before the timed runs, and do not time those."
+                )
+            elif i == 0 and t > 1.5 * expected:
+                hint = (
+                    "the first timed run includes work still queued from the warm-up: "
+                    "call synchronize() before you start the clock."
+                )
+            else:
+                hint = "time exactly one call of work() per run: clock() before, after sync."
+            raise CheckFailed(f"{message}\nHint: {hint}")
+    passed("timer", len(cases))
+
+
+def check_attainable(fn) -> None:
+    """Exercise 7.2: ``fn(intensity, peak_flops, bandwidth) -> attainable FLOP/s``.
+
+    The roofline: ``min(peak_flops, intensity × bandwidth)``, for a number or a NumPy array
+    of intensities.
+    """
+    peak, bandwidth = 1e12, 1e11  # 1 TFLOP/s and 100 GB/s: the ridge is at 10 FLOP/byte
+    cases = [
+        ("memory-bound: intensity 2 FLOP/byte", 2.0),
+        ("compute-bound: intensity 50 FLOP/byte", 50.0),
+        ("exactly at the ridge point, 10 FLOP/byte", 10.0),
+        ("an array of intensities", np.array([0.25, 1.0, 8.0, 10.0, 64.0, 1000.0])),
+    ]
+    for case, intensity in cases:
+        expected = torch.as_tensor(
+            attainable_flops(intensity, peak, bandwidth), dtype=torch.float64
+        )
+        got = call(fn, case, intensity, peak, bandwidth)
+
+        def hint(got, intensity=intensity):
+            x = np.asarray(intensity, dtype=float)
+            got = got.numpy()
+            if np.allclose(got, x * bandwidth):
+                return "beyond the ridge point the compute ceiling (peak_flops) caps the rate."
+            if np.allclose(got, np.maximum(peak, x * bandwidth)):
+                return "a computation reaches the *lower* of the two ceilings: min, not max."
+            if np.allclose(got, np.minimum(peak, x / bandwidth)) or np.allclose(
+                got, np.minimum(peak, bandwidth / np.where(x == 0, 1, x))
+            ):
+                return "FLOP/s = (FLOP/byte) × (byte/s): multiply intensity by bandwidth."
+            return None
+
+        if not isinstance(got, torch.Tensor):
+            try:
+                got = torch.as_tensor(np.asarray(got, dtype=float))
+            except (TypeError, ValueError):
+                raise CheckFailed(
+                    f"case '{case}': return a number or a NumPy array, got {type(got).__name__}"
+                ) from None
+        expect_close(
+            case, got, expected, what="the attainable FLOP/s", atol=0, rtol=1e-6, hint=hint
+        )
+    passed("attainable", len(cases))
+
+
+def _without_rescaling(scores: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The common mistake: a running max, but the old sum is never rescaled."""
+    row_max = torch.full(scores.shape[:-1], -math.inf, dtype=scores.dtype)
+    row_sum = torch.zeros(scores.shape[:-1], dtype=scores.dtype)
+    for start in range(0, scores.shape[-1], block_size):
+        row_max = torch.maximum(row_max, scores[..., start : start + block_size].amax(dim=-1))
+        row_sum = row_sum + torch.exp(
+            scores[..., start : start + block_size] - row_max[..., None]
+        ).sum(-1)
+    return row_max + torch.log(row_sum)
+
+
+def check_online_logsumexp(fn) -> None:
+    r"""Exercise 7.3: ``fn(scores (..., S), block_size) -> (...)``, the log-sum-exp of each row.
+
+    :math:`\log \sum_j e^{s_j}`, computed by visiting the scores ``block_size`` at a time
+    with a running maximum and a running sum, as :func:`~mini_attn.tiled_attention` does.
+    A row whose scores are all ``-inf`` (every key masked) gives ``-inf``, never NaN.
+    """
+    g = torch.Generator().manual_seed(7)
+    rising = torch.linspace(-3, 6, 12)[None, :]  # the maximum grows in every block
+    masked = torch.randn(3, 10, generator=g)
+    masked[1] = -math.inf  # a fully masked row
+    masked[2, :6] = -math.inf  # the first blocks of this row are masked
+    cases = [
+        ("one row of 10 scores, blocks of 4", torch.randn(1, 10, generator=g), 4),
+        ("scores that rise from block to block, blocks of 5", rising, 5),
+        ("scores around 1000 (exp overflows)", torch.randn(2, 9, generator=g) + 1000, 3),
+        ("rows with every or some scores -inf (masked), blocks of 3", masked, 3),
+        ("batch dims (2, 3, 50), blocks of 16", torch.randn(2, 3, 50, generator=g), 16),
+        (
+            "one block holds everything (block_size 64 > S = 20)",
+            torch.randn(4, 20, generator=g),
+            64,
+        ),
+    ]
+    for case, scores, block_size in cases:
+        expected = torch.logsumexp(scores, dim=-1)
+
+        def hint(got, scores=scores, block_size=block_size):
+            if torch.isnan(got).any():
+                return (
+                    "NaN comes from exp(-inf - (-inf)) in a row (or block) where every score is "
+                    "-inf: shift by 0 instead of the maximum while the maximum is still -inf."
+                )
+            if torch.isinf(got).any():
+                return "exp overflowed: subtract the running maximum before exp."
+            if torch.allclose(got, _without_rescaling(scores, block_size), atol=1e-5):
+                return (
+                    "when the running maximum grows from m_old to m_new, the sum collected so "
+                    "far was computed with m_old: multiply it by exp(m_old - m_new)."
+                )
+            return None
+
+        got = call(fn, case, scores.clone(), block_size)
+        expect_close(case, got, expected, what="the log-sum-exp", hint=hint)
+    passed("online_logsumexp", len(cases))

@@ -1,0 +1,180 @@
+"""``python -m mini_attn.bench``: runs on the CPU in a tiny mode and writes a valid record."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import mini_attn as ma
+from mini_attn import bench
+
+DATA = Path(__file__).resolve().parents[1] / "book" / "data"
+RECORDS = sorted(DATA.glob("bench-*.json"))
+STATUSES = {"ok", "oom", "unsupported", "skipped", "error"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The real command, in a fresh process, in its tiny mode: (record, stdout, stderr)."""
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    args = ["--tiny", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "mini_attn.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return bench.load_bench(out), done.stdout, done.stderr, args
+
+
+@pytest.mark.slow
+def test_the_command_writes_a_complete_record(tiny):
+    record, stdout, stderr, args = tiny
+    assert record["schema"] == bench.SCHEMA
+    assert record["command"] == "python -m mini_attn.bench " + " ".join(args)
+    assert datetime.datetime.fromisoformat(record["date"]).tzinfo is not None
+    assert record["device"]["type"] in ("cpu", "cuda")
+    assert record["device"]["name"]
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["versions"]["mini_attn"] == ma.__version__
+    settings = record["settings"]
+    assert settings["preset"] == "tiny"
+    expected = [
+        (d, h, m, n)
+        for d in settings["dtypes"]
+        for h in settings["head_dims"]
+        for m in settings["methods"]
+        for n in settings["seq_lens"]
+    ]
+    got = [(e["dtype"], e["head_dim"], e["method"], e["seq_len"]) for e in record["results"]]
+    assert got == expected
+    assert {e["status"] for e in record["results"]} <= STATUSES
+    assert "bench:" in stderr and "100%" in stderr, "a progress bar on stderr"
+    assert "wrote" in stdout and "naive" in stdout
+
+
+@pytest.mark.slow
+def test_every_result_that_ran_is_consistent(tiny):
+    record = tiny[0]
+    ran = [e for e in record["results"] if e["status"] == "ok"]
+    assert {e["method"] for e in ran} >= {"naive", "tiled", "sdpa-math"}
+    for e in ran:
+        assert len(e["times_ms"]) == record["settings"]["repeats"]
+        assert min(e["times_ms"]) == e["min_ms"] <= e["median_ms"]
+        flops = ma.attention_flops(
+            e["batch"], e["heads"], e["seq_len"], e["seq_len"], e["head_dim"]
+        )
+        assert e["tflops"] == pytest.approx(flops / (e["median_ms"] / 1e3) / 1e12, rel=1e-3)
+        assert e["peak_memory_bytes"] >= 0
+    for e in record["results"]:
+        if e["status"] != "ok":
+            assert e["note"], f"{e['method']} {e['status']} should say why"
+
+
+@pytest.mark.slow
+def test_the_record_has_the_ceilings_and_the_sync_demo(tiny):
+    record = tiny[0]
+    ceilings, demo = record["ceilings"], record["sync_demo"]
+    assert all(v > 0 for v in ceilings["matmul_tflops"].values())
+    assert ceilings["copy_bandwidth_gbs"] > 0
+    assert demo["method"] == "naive" and demo["synced_ms"] > 0 and demo["no_sync_ms"] > 0
+
+
+@pytest.mark.slow
+def test_table_plot_and_description_read_the_record(tiny):
+    record = tiny[0]
+    dtype, head_dim = record["settings"]["dtypes"][0], record["settings"]["head_dims"][0]
+    table = bench.bench_table(record, metric="peak_memory_bytes", dtype=dtype, head_dim=head_dim)
+    lines = table.splitlines()
+    assert "MiB" in lines[0] and lines[1].split()[1:] == [
+        str(n) for n in record["settings"]["seq_lens"]
+    ]
+    assert {line.split()[0] for line in lines[2:]} == set(record["settings"]["methods"])
+    ax = bench.plot_bench(record, metric="tflops", dtype=dtype, head_dim=head_dim)
+    assert ax.get_ylabel() == "achieved TFLOP/s" and "L = S" in ax.get_xlabel()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"naive", "tiled"}
+    plt.close(ax.figure)
+    text = bench.describe_bench(record)
+    assert record["versions"]["torch"] in text and record["command"] in text
+    assert record["date"] in text
+
+
+def test_unsupported_backends_are_recorded_not_raised():
+    record = bench.run_bench(
+        device="cpu",
+        seq_lens=(16, 32),
+        head_dims=(8,),
+        dtypes=("float32",),
+        methods=("tiled", "sdpa-efficient"),
+        heads=1,
+        warmup=0,
+        repeats=1,
+        measure_ceilings=False,
+        progress=False,
+    )
+    statuses = [(e["method"], e["status"]) for e in record["results"]]
+    assert statuses[:2] == [("tiled", "ok"), ("tiled", "ok")]
+    if not torch.cuda.is_available():  # the memory-efficient kernel exists only for CUDA
+        assert [s for _, s in statuses[2:]] == ["unsupported", "unsupported"]
+    assert record["command"] is None and record["ceilings"] is None
+
+
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        ("CUDA out of memory. Tried to allocate 16.00 GiB", "oom"),
+        ("No available kernel. Aborting execution.", "unsupported"),
+        ("something else went wrong", "error"),
+    ],
+)
+def test_errors_are_classified(message, status):
+    assert bench._classify(RuntimeError(message))[0] == status
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(methods=("fast",)), "unknown method 'fast'"),
+        (dict(dtypes=("float8",)), "unknown dtype 'float8'"),
+        (dict(seq_lens=()), "must not be empty"),
+    ],
+)
+def test_bad_settings(kwargs, match):
+    settings = dict(seq_lens=(16,), head_dims=(8,), dtypes=("float32",), progress=False) | kwargs
+    with pytest.raises(ValueError, match=match):
+        bench.run_bench(device="cpu", **settings)
+
+
+def test_load_bench_refuses_other_json(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(ValueError, match=r"is not a mini_attn\.bench/1 record"):
+        bench.load_bench(path)
+
+
+def test_a_missing_configuration_is_named():
+    record = {"results": [], "settings": {"dtypes": ["float32"], "head_dims": [64]}}
+    with pytest.raises(ValueError, match=r"no results for dtype='bfloat16', head_dim=64"):
+        bench.bench_table(record, dtype="bfloat16", head_dim=64)
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.name)
+def test_committed_records_name_their_machine(path):
+    """Every record under book/data/ names the device, versions, date and exact command."""
+    record = bench.load_bench(path)
+    info = record["device"]
+    assert info["name"] and record["versions"]["torch"] and record["date"]
+    assert record["command"].startswith("python -m mini_attn.bench")
+    if info["type"] == "cuda":
+        assert info["cuda"] and "driver" in info
+    assert path.name.startswith("bench-" + bench._slug(info["name"]).split("-")[0]) or (
+        info["type"] == "cpu" and path.name.startswith("bench-cpu-")
+    )

@@ -1,0 +1,132 @@
+"""The profiling helpers: a timer that times the call, peak memory, the roofline."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import mini_attn as ma
+from mini_attn import profiling
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+EXACT_CPU_PEAK = sys.platform.startswith("linux") and profiling._reset_peak_rss()
+
+
+def test_warmup_calls_are_not_timed():
+    calls = []
+    timing = ma.time_function(lambda: calls.append(1), device="cpu", warmup=3, repeats=4)
+    assert len(calls) == 7
+    assert len(timing.times) == 4
+    assert all(t >= 0 for t in timing.times)
+
+
+def test_the_time_includes_the_whole_call():
+    sleep = 0.02
+    timing = ma.time_function(lambda: time.sleep(sleep), device="cpu", warmup=0, repeats=3)
+    print(f"\ntime.sleep({sleep}) timed as {timing}")
+    assert timing.min >= sleep  # a sleep never returns early: a lower bound, not a benchmark
+
+
+def test_timing_statistics():
+    timing = ma.Timing((0.004, 0.001, 0.002, 0.010))
+    assert timing.median == pytest.approx(0.003)
+    assert timing.min == 0.001
+    assert timing.mean == pytest.approx(0.00425)
+    assert str(timing) == "median 3 ms, min 1 ms, 4 runs"
+
+
+@pytest.mark.parametrize(("warmup", "repeats"), [(-1, 3), (0, 0)])
+def test_bad_counts(warmup, repeats):
+    with pytest.raises(ValueError, match="need warmup >= 0 and repeats >= 1"):
+        ma.time_function(lambda: None, device="cpu", warmup=warmup, repeats=repeats)
+
+
+@CUDA
+def test_cuda_events_wait_for_the_gpu():
+    a = torch.randn(4096, 4096, device="cuda")
+    timing = ma.time_function(lambda: a @ a, device="cuda", warmup=2, repeats=5)
+    start = time.perf_counter()
+    a @ a  # without synchronisation the host only measures the launch
+    launch = time.perf_counter() - start
+    torch.cuda.synchronize()
+    print(f"\n4096² matmul: {timing}; unsynchronised host time {launch * 1e3:.3g} ms")
+    assert timing.min > 0
+
+
+@pytest.mark.skipif(not EXACT_CPU_PEAK, reason="needs Linux's resettable peak RSS")
+def test_cpu_peak_memory_sees_a_temporary_tensor():
+    n_bytes = 64 * 2**20
+
+    def allocate_and_free():
+        x = torch.ones(n_bytes // 4)  # written, so every page is resident
+        return float(x[-1])  # x is freed on return: only the peak can see it
+
+    peak = ma.measure_peak_memory(allocate_and_free, device="cpu")
+    print(f"\n64 MiB temporary: peak {peak / 2**20:.1f} MiB")
+    assert 0.95 * n_bytes <= peak <= n_bytes + 32 * 2**20
+    assert ma.measure_peak_memory(lambda: None, device="cpu") < 16 * 2**20
+
+
+@pytest.mark.skipif(not EXACT_CPU_PEAK, reason="needs Linux's resettable peak RSS")
+def test_cpu_peak_memory_of_naive_attention_is_quadratic():
+    q, k, v = (torch.randn(1, 1, 2048, 16) for _ in range(3))
+    with torch.no_grad():
+        ma.tiled_attention(q[..., :64, :], k, v)  # one-time costs (code, kernels) first
+        naive = ma.measure_peak_memory(
+            lambda: ma.scaled_dot_product_attention(q, k, v), device="cpu"
+        )
+        tiled = ma.measure_peak_memory(lambda: ma.tiled_attention(q, k, v), device="cpu")
+    print(f"\nL = S = 2048: naive {naive / 2**20:.1f} MiB, tiled {tiled / 2**20:.1f} MiB")
+    assert naive >= 2048 * 2048 * 4  # at least one float32 L × S matrix: 16 MiB
+
+
+@CUDA
+def test_cuda_peak_memory_is_exact():
+    def allocate():
+        return torch.empty(2**20, device="cuda")  # 4 MiB, kept as the result
+
+    assert ma.measure_peak_memory(allocate, device="cuda") >= 4 * 2**20
+
+
+def test_ceilings_are_positive_and_finite():
+    flops = ma.measure_matmul_flops(device="cpu", size=128, repeats=2)
+    bandwidth = ma.measure_copy_bandwidth(device="cpu", n_bytes=2**20, repeats=2)
+    print(
+        f"\nCPU: {flops / 1e9:.3g} GFLOP/s (128² matmul), {bandwidth / 1e9:.3g} GB/s (1 MiB copy)"
+    )
+    assert np.isfinite(flops) and flops > 0
+    assert np.isfinite(bandwidth) and bandwidth > 0
+
+
+def test_attainable_flops_is_the_lower_ceiling():
+    peak, bandwidth = 1e12, 1e11  # the ridge point is 10 FLOP/byte
+    assert ma.attainable_flops(2.0, peak, bandwidth) == pytest.approx(2e11)
+    assert ma.attainable_flops(50.0, peak, bandwidth) == peak
+    assert ma.attainable_flops(10.0, peak, bandwidth) == pytest.approx(peak)
+    got = ma.attainable_flops(np.array([1.0, 10.0, 100.0]), peak, bandwidth)
+    np.testing.assert_allclose(got, [1e11, 1e12, 1e12])
+    assert isinstance(ma.attainable_flops(1.0, peak, bandwidth), float)
+
+
+def test_attainable_flops_refuses_non_positive_ceilings():
+    with pytest.raises(ValueError, match="must be positive"):
+        ma.attainable_flops(1.0, 0.0, 1e11)
+
+
+def test_plot_roofline_is_labelled():
+    points = [("naive attention", 3.0, 5e10), ("matmul", 300.0, 8e11)]
+    ax = ma.plot_roofline(1e12, 1e11, points=points, title="a device")
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "intensity" in ax.get_xlabel() and "FLOP/s" in ax.get_ylabel()
+    assert ax.get_title() == "a device"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "roofline" and "ridge point, 10 FLOP/byte" in labels[1]
+    assert labels[2:] == ["naive attention", "matmul"]
+    lo, hi = ax.get_xlim()
+    assert lo < 3.0 and hi > 300.0
+    plt.close(ax.figure)
