@@ -108,8 +108,10 @@ def triton_attention(
     score matrix never leaves the chip. Equals
     :func:`torch.nn.functional.scaled_dot_product_attention` (without mask or dropout) up
     to the rounding of the input's precision. Runs on CUDA tensors, or on CPU tensors in
-    Triton's interpreter when ``TRITON_INTERPRET=1`` was set before the first call. The
-    forward pass only: the output carries no gradient.
+    Triton's interpreter when ``TRITON_INTERPRET=1`` was set before the first call.
+    Differentiable: two more kernels compute the gradients, recomputing the weights from
+    the log-sum-exp of each query's scores that the forward kernel saves (a second
+    derivative is not available).
 
     Args:
         query (Tensor): shape :math:`(..., L, D)`; float16, bfloat16 or float32 (on a GPU
@@ -119,27 +121,22 @@ def triton_attention(
         causal (bool): let query ``i`` attend to keys ``j ≤ i`` only (top-left aligned, as
             PyTorch's ``is_causal``). Default: False.
         scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{D}`.
-        block_m (int): queries per program, a power of two ≥ 16. Default: 128.
-        block_n (int): keys per step of the loop, a power of two ≥ 16. Default: 64.
+        block_m (int): queries per program of the forward kernel, a power of two ≥ 16.
+            Default: 128.
+        block_n (int): keys per step of the forward kernel's loop, a power of two ≥ 16.
+            Default: 64.
 
     Returns:
         Tensor: the output, shape :math:`(..., L, D)`, the dtype of ``query``.
 
     Raises:
         ModuleNotFoundError: if Triton is not installed.
-        RuntimeError: for CPU inputs when the kernels were compiled for the GPU, or for inputs
-            that require a gradient.
+        RuntimeError: for CPU inputs when the kernels were compiled for the GPU.
 
     Shape legend: ``L`` queries, ``S`` keys, ``D`` head size (one of 16, 32, 64, 128),
     ``...`` any batch dimensions (they broadcast).
     """
     _check_inputs(query, key, value, block_m, block_n)
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
-        raise RuntimeError(
-            "triton_attention computes the forward pass only and cannot give gradients: call "
-            "it under torch.no_grad(), or use torch.nn.functional.scaled_dot_product_attention "
-            "to train"
-        )
     try:
         batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     except RuntimeError:
@@ -154,7 +151,26 @@ def triton_attention(
     k = key.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
     v = value.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-    out = kernels.attention_forward(
-        q, k, v, causal=bool(causal), scale=scale, block_m=block_m, block_n=block_n
-    )  # (N, L, D)
+    out = _TritonAttention.apply(q, k, v, bool(causal), scale, block_m, block_n)  # (N, L, D)
     return out.reshape(*batch, n_queries, head_dim)  # (..., L, D)
+
+
+class _TritonAttention(torch.autograd.Function):
+    """The forward kernel, and the backward kernels for autograd, on ``(N, L|S, D)`` tensors."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, causal, scale, block_m, block_n):
+        out, lse = _kernels().attention_forward(
+            query, key, value, causal=causal, scale=scale, block_m=block_m, block_n=block_n
+        )  # (N, L, D), (N, L)
+        ctx.save_for_backward(query, key, value, out, lse)
+        ctx.causal, ctx.scale = causal, scale
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        grads = _kernels().attention_backward(
+            *ctx.saved_tensors, grad_out, causal=ctx.causal, scale=ctx.scale
+        )  # dQ, dK, dV
+        return (*grads, None, None, None, None)

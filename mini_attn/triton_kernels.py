@@ -6,13 +6,15 @@ environment variable ``TRITON_INTERPRET=1`` before this module is first imported
 the kernels on CPU tensors. :func:`mini_attn.triton_attention` imports it on its first
 call, so ``import mini_attn`` never needs Triton.
 
-Three kernels and their launchers:
+The kernels and their launchers:
 
 - :func:`single_block_attention_kernel`: one program holds every key of one sequence,
   the smallest attention kernel (no tiling; short sequences only);
 - :func:`attention_forward_kernel`: the FlashAttention forward pass, one program per
   block of queries, looping over blocks of keys with an online softmax; it calls
-- :func:`attend_to_key_blocks`: the body of that loop, the online-softmax update.
+- :func:`attend_to_key_blocks`: the body of that loop, the online-softmax update;
+- :func:`attention_backward_dkdv_kernel` and :func:`attention_backward_dq_kernel`: the
+  backward pass, which recomputes the weights from the saved log-sum-exp.
 
 Every tensor handed to a launcher is 3-D, ``(N, L, D)`` with ``N`` the flattened batch
 (and head) dimensions; :func:`mini_attn.triton_attention` checks and reshapes.
@@ -30,6 +32,9 @@ from triton.runtime.interpreter import InterpretedFunction
 __all__ = [
     "INTERPRETED",
     "attend_to_key_blocks",
+    "attention_backward",
+    "attention_backward_dkdv_kernel",
+    "attention_backward_dq_kernel",
     "attention_forward",
     "attention_forward_kernel",
     "launch_single_block",
@@ -100,7 +105,7 @@ def attend_to_key_blocks(
 
 @triton.jit
 def attention_forward_kernel(
-    Q, K, V, Out,  # pointers to (N, L, D), (N, S, D), (N, S, D), (N, L, D) tensors
+    Q, K, V, Out, LSE,  # pointers to (N, L, D), (N, S, D), (N, S, D), (N, L, D), (N, L)
     stride_qb, stride_qm, stride_qd, stride_kb, stride_kn, stride_kd,
     stride_vb, stride_vn, stride_vd, stride_ob, stride_om, stride_od,
     n_queries, n_keys, qk_scale,
@@ -143,6 +148,85 @@ def attention_forward_kernel(
     out = acc / row_sum[:, None]  # normalise once, at the end
     o_ptrs = Out + batch * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=offs_m[:, None] < n_queries)
+    # for the backward pass: log2 Σ_j 2^(s_ij · log2 e), the log-sum-exp in base 2
+    lse = row_max + tl.log2(row_sum)
+    tl.store(LSE + batch * n_queries + offs_m, lse, mask=offs_m < n_queries)
+
+
+@triton.jit
+def attention_backward_dkdv_kernel(
+    Q, K, V, dOut, LSE, Delta, dK, dV,  # contiguous (N, L|S, D) tensors; LSE, Delta (N, L)
+    n_queries, n_keys, qk_scale, scale,
+    CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
+):  # fmt: skip
+    """dK, dV: program ``(n, b)`` owns keys ``n·BLOCK_N ...`` of entry ``b``, loops over queries."""
+    start_n = tl.program_id(0) * BLOCK_N
+    batch = tl.program_id(1).to(tl.int64)
+    offs_n = start_n + tl.arange(0, BLOCK_N)  # (BLOCK_N,) the key indices j
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    kv_offsets = batch * n_keys * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
+    k = tl.load(K + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
+    v = tl.load(V + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    start = start_n // BLOCK_M * BLOCK_M if CAUSAL else 0  # causal: only queries i ≥ j see j
+    for start_m in range(start, n_queries, BLOCK_M):
+        rows = start_m + offs_m  # (BLOCK_M,) the query indices i
+        q_offsets = batch * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
+        q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
+        do = tl.load(dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
+        # a padding query gets lse = inf, so its weights are 2^-inf = 0
+        lse = tl.load(LSE + batch * n_queries + rows, mask=rows < n_queries, other=float("inf"))
+        delta = tl.load(Delta + batch * n_queries + rows, mask=rows < n_queries, other=0.0)
+        # recompute the weights, transposed: Pᵀ_ji = 2^(s_ij · log2 e - lse_i)
+        weights_t = tl.exp2(tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :])  # (BLOCK_N, BLOCK_M)
+        if CAUSAL:
+            weights_t = tl.where(offs_n[:, None] <= rows[None, :], weights_t, 0.0)
+        dv = tl.dot(weights_t.to(DOT_DTYPE), do, dv)  # dV += Pᵀ dO
+        dweights_t = tl.dot(v, tl.trans(do))  # dPᵀ = V dOᵀ
+        dscores_t = weights_t * (dweights_t - delta[None, :])  # dSᵀ = Pᵀ ∘ (dPᵀ - δ)
+        dk = tl.dot(dscores_t.to(DOT_DTYPE), q, dk)  # dK += dSᵀ Q (times scale, below)
+    tl.store(dK + kv_offsets, (dk * scale).to(dK.dtype.element_ty), mask=offs_n[:, None] < n_keys)
+    tl.store(dV + kv_offsets, dv.to(dV.dtype.element_ty), mask=offs_n[:, None] < n_keys)
+
+
+@triton.jit
+def attention_backward_dq_kernel(
+    Q, K, V, dOut, LSE, Delta, dQ,  # contiguous (N, L|S, D) tensors; LSE, Delta (N, L)
+    n_queries, n_keys, qk_scale, scale,
+    CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
+):  # fmt: skip
+    """dQ: program ``(m, b)`` owns queries ``m·BLOCK_M ...`` of entry ``b``, loops over keys."""
+    start_m = tl.program_id(0) * BLOCK_M
+    batch = tl.program_id(1).to(tl.int64)
+    rows = start_m + tl.arange(0, BLOCK_M)  # (BLOCK_M,) the query indices i
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_offsets = batch * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
+    q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
+    do = tl.load(dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
+    lse = tl.load(LSE + batch * n_queries + rows, mask=rows < n_queries, other=float("inf"))
+    delta = tl.load(Delta + batch * n_queries + rows, mask=rows < n_queries, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    # causal: the block's last query sees no key after it
+    stop = tl.minimum(tl.minimum(start_m + BLOCK_M, n_queries), n_keys) if CAUSAL else n_keys
+    for start_n in range(0, stop, BLOCK_N):
+        keys = start_n + offs_n  # (BLOCK_N,) the key indices j
+        kv_offsets = batch * n_keys * HEAD_DIM + keys[:, None] * HEAD_DIM + offs_d[None, :]
+        k = tl.load(K + kv_offsets, mask=keys[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
+        v = tl.load(V + kv_offsets, mask=keys[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
+        weights = tl.exp2(tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None])  # P, (BLOCK_M, BLOCK_N)
+        allowed = keys[None, :] < n_keys
+        if CAUSAL:
+            allowed = allowed & (keys[None, :] <= rows[:, None])
+        weights = tl.where(allowed, weights, 0.0)
+        dweights = tl.dot(do, tl.trans(v))  # dP = dO Vᵀ
+        dscores = weights * (dweights - delta[:, None])  # dS = P ∘ (dP - δ)
+        dq = tl.dot(dscores.to(DOT_DTYPE), k, dq)  # dQ += dS K (times scale, below)
+    tl.store(dQ + q_offsets, (dq * scale).to(dQ.dtype.element_ty), mask=rows[:, None] < n_queries)
 
 
 # Is this module running its kernels in Triton's interpreter (TRITON_INTERPRET=1 when it
@@ -174,21 +258,62 @@ def attention_forward(
     scale: float,
     block_m: int,
     block_n: int,
-) -> torch.Tensor:
-    """Launch :func:`attention_forward_kernel` on checked 3-D inputs; returns ``(N, L, D)``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch :func:`attention_forward_kernel` on checked 3-D inputs.
+
+    Returns the output ``(N, L, D)`` and the base-2 log-sum-exp of each query's scores
+    ``(N, L)``, float32, which the backward pass needs.
+    """
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
     out = torch.empty_like(query)  # (N, L, D)
+    lse = torch.empty(n_batch, n_queries, device=query.device, dtype=torch.float32)  # (N, L)
     grid = (triton.cdiv(n_queries, block_m), n_batch)  # one program per (query block, entry)
     attention_forward_kernel[grid](
-        query, key, value, out,
+        query, key, value, out, lse,
         *query.stride(), *key.stride(), *value.stride(), *out.stride(),
         n_queries, n_keys, scale * LOG2_E,
         CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         DOT_DTYPE=dot_dtype(query.dtype),
         num_warps=4 if head_dim <= 64 else 8, num_stages=3,
     )  # fmt: skip
-    return out
+    return out, lse
+
+
+def attention_backward(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+    *,
+    causal: bool,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the two backward kernels; returns ``dQ (N, L, D)``, ``dK (N, S, D)``, ``dV``.
+
+    The kernels take contiguous tensors and blocks of 64 queries by 64 keys (32 by 32 for
+    D = 128); these settings are not tuned for speed.
+    """
+    query, key, value, grad_out = (x.contiguous() for x in (query, key, value, grad_out))
+    n_batch, n_queries, head_dim = query.shape
+    n_keys = key.shape[1]
+    # δ_i = Σ_d dO_id O_id, which equals Σ_j P_ij dP_ij: one number per query
+    delta = (out.float() * grad_out.float()).sum(dim=-1)  # (N, L)
+    grad_query, grad_key, grad_value = (torch.empty_like(x) for x in (query, key, value))
+    block = 64 if head_dim <= 64 else 32
+    inputs = (query, key, value, grad_out, lse, delta)
+    sizes = (n_queries, n_keys, scale * LOG2_E, scale)
+    settings = dict(
+        CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block, BLOCK_N=block,
+        DOT_DTYPE=dot_dtype(query.dtype), num_warps=4, num_stages=2,
+    )  # fmt: skip
+    grid = (triton.cdiv(n_keys, block), n_batch)  # one program per (key block, entry)
+    attention_backward_dkdv_kernel[grid](*inputs, grad_key, grad_value, *sizes, **settings)
+    grid = (triton.cdiv(n_queries, block), n_batch)  # one program per (query block, entry)
+    attention_backward_dq_kernel[grid](*inputs, grad_query, *sizes, **settings)
+    return grad_query, grad_key, grad_value
 
 
 def launch_single_block(kernel, query, key, value, *, scale=None) -> torch.Tensor:

@@ -154,13 +154,56 @@ def test_bad_block_size_is_refused(blocks):
         ma.triton_attention(q, k, v, **blocks)
 
 
-def test_no_gradient_without_no_grad():
-    q, k, v = _qkv((10, 16), (12, 16))
-    q.requires_grad_(True)
-    with pytest.raises(RuntimeError, match="forward pass only"):
-        ma.triton_attention(q, k, v, block_m=16, block_n=16)
+@pytest.mark.parametrize(
+    ("dtype", "causal", "head_dim"),
+    [
+        (torch.float32, False, 64),
+        (torch.float32, True, 64),
+        (torch.float16, False, 64),
+        (torch.float16, True, 128),
+        (torch.bfloat16, False, 128),
+        (torch.bfloat16, True, 64),
+    ],
+    ids=str,
+)
+def test_gradients_equal_pytorch(dtype, causal, head_dim):
+    """The backward kernels against autograd through PyTorch's attention in float32.
+
+    No float64 gradcheck: the kernels accumulate in float32 whatever the input, so the
+    reference is PyTorch's exact float32 gradient, at a tolerance fit for ``dtype``.
+    """
+    q, k, v = (x.requires_grad_() for x in _qkv((2, 40, head_dim), (2, 72, head_dim), dtype))
+    out = ma.triton_attention(q, k, v, causal=causal, block_m=32, block_n=16)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    out.backward(grad_out)
+    q32, k32, v32 = (x.detach().float().requires_grad_() for x in (q, k, v))
+    _reference(q32, k32, v32, is_causal=causal).backward(grad_out.float())
+    for name, got, expected in (("query", q, q32), ("key", k, k32), ("value", v, v32)):
+        assert got.grad.dtype == dtype, name
+        tol = 2 * TOLERANCE[dtype]
+        torch.testing.assert_close(got.grad.float(), expected.grad, atol=tol, rtol=tol, msg=name)
+
+
+def test_gradients_through_broadcast_and_strided_inputs():
+    x, _, _ = _qkv((1, 24, 2, 3 * 32), (1,))
+    x.requires_grad_()
+    q, k, v = (t.transpose(1, 2) for t in x.chunk(3, dim=-1))  # 3 × (1, 2, 24, 32), strided
+    k = k[:, :1]  # one key/value head for two query heads: broadcast
+    v = v[:, :1]
+    ma.triton_attention(q, k, v, causal=True, block_m=16, block_n=16).sum().backward()
+    x32 = x.detach().clone().requires_grad_()
+    q32, k32, v32 = (t.transpose(1, 2) for t in x32.chunk(3, dim=-1))
+    k32, v32 = k32[:, :1].expand(1, 2, 24, 32), v32[:, :1].expand(1, 2, 24, 32)
+    _reference(q32, k32, v32, is_causal=True).sum().backward()
+    torch.testing.assert_close(x.grad, x32.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_no_graph_under_no_grad():
+    q, k, v = (x.requires_grad_() for x in _qkv((10, 16), (12, 16)))
     with torch.no_grad():
-        assert ma.triton_attention(q, k, v, block_m=16, block_n=16).shape == (10, 16)
+        out = ma.triton_attention(q, k, v, block_m=16, block_n=16)
+    assert not out.requires_grad
+    assert ma.triton_attention(q, k, v, block_m=16, block_n=16).grad_fn is not None
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:
@@ -207,7 +250,7 @@ def test_missing_triton_is_named(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernel needs a CUDA GPU")
 def test_compiled_kernel_on_the_gpu():
-    """The compiled kernel (no interpreter) in a fresh process, at the sizes of the chapter."""
+    """The compiled kernels (no interpreter) in a fresh process: forward and gradients."""
     result = _run_python(
         """
         import torch
@@ -219,12 +262,18 @@ def test_compiled_kernel_on_the_gpu():
                 for causal in (False, True):
                     g = torch.Generator(device="cuda").manual_seed(0)
                     q, k, v = (torch.randn(2, 4, 1000, head_dim, device="cuda", generator=g)
-                               .to(dtype) for _ in range(3))
+                               .to(dtype).requires_grad_() for _ in range(3))
                     got = ma.triton_attention(q, k, v, causal=causal)
-                    expected = F.scaled_dot_product_attention(
-                        q.float(), k.float(), v.float(), is_causal=causal)
+                    inputs = [x.detach().float().requires_grad_() for x in (q, k, v)]
+                    expected = F.scaled_dot_product_attention(*inputs, is_causal=causal)
                     tol = tolerance[dtype]
                     torch.testing.assert_close(got.float(), expected, atol=tol, rtol=tol)
+                    grad_out = torch.randn_like(expected)
+                    got.backward(grad_out.to(dtype))
+                    expected.backward(grad_out)
+                    for x, x32 in zip((q, k, v), inputs):
+                        torch.testing.assert_close(
+                            x.grad.float(), x32.grad, atol=2 * tol, rtol=2 * tol)
         print("ok")
         """
     )
