@@ -300,8 +300,8 @@ def editions(
                 metadata["tags"] = [*metadata.get("tags", []), role]
                 metadata["exercise"] = {"label": exercise.label, "number": exercise.number}
             new.append(nbformat.v4.new_code_cell(cell.source, metadata=metadata))
-        if repository_url:
-            first_code = next(i for i, c in enumerate(new) if c.cell_type == "code")
+        first_code = next((i for i, c in enumerate(new) if c.cell_type == "code"), None)
+        if repository_url and first_code is not None:
             new.insert(first_code, install_cell(repository_url))
         for i, cell in enumerate(new):
             cell["id"] = f"{edition[0]}{i:03d}"  # stable ids: two exports give the same files

@@ -167,6 +167,9 @@ def test_install_cell_only_with_a_repository_url():
     compile(python, "install-cell", "exec")  # the %pip line is valid IPython
     without = editions(CHAPTERS[0], repository_url="")["student"]
     assert not _tagged(without, "install")
+    for path in CHAPTERS:  # a chapter without code (a placeholder) gets no install cell
+        for notebook in editions(path, repository_url=url).values():
+            assert bool(_tagged(notebook, "install")) == bool(_code(notebook)[1:])
 
 
 # --------------------------------------------------------------------------- nbgrader
