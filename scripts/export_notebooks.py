@@ -492,9 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     written = export([p.resolve() for p in args.chapters] or None, args.out, args.repository_url)
-    for edition in EDITIONS:
-        count = sum(1 for p in written if p.parent.name == edition)
-        print(f"{count} {edition} notebooks in {args.out / edition}")
+    for edition in (*EDITIONS, "nbgrader"):
+        count = sum(1 for p in written if p.relative_to(args.out).parts[0] == edition)
+        where = args.out / edition / ("source" if edition == "nbgrader" else "")
+        print(f"{count} {edition} notebooks in {where}")
     return 0
 
 
