@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -76,6 +77,7 @@ METHODS = (
     "sdpa-efficient",
     "sdpa-flash",
     "sdpa-cudnn",
+    "triton",  # chapter 8's kernel: added to the presets on a GPU with Triton
 )
 _DEFAULT_METHODS = ("naive", "tiled", "sdpa-math", "sdpa-efficient", "sdpa-flash", "sdpa-cudnn")
 _MATERIALIZING = ("naive", "naive-compiled", "sdpa-math")  # hold the L × S scores
@@ -140,6 +142,8 @@ def _make_method(method: str, *, causal: bool, block_size: int) -> Callable:
         return torch.compile(naive, dynamic=True)
     if method == "tiled":
         return lambda q, k, v: tiled_attention(q, k, v, causal=causal, block_size=block_size)
+    if method == "triton":
+        return _triton_method(causal)
     if method in METHODS:
         from torch.nn.attention import sdpa_kernel
 
@@ -664,6 +668,23 @@ def plot_bench(
     return ax
 
 
+# --- chapter 8: the Triton kernel joins the sweep on a GPU with Triton --------------------
+
+
+def _triton_method(causal: bool) -> Callable:
+    """Chapter 8's fused kernel, :func:`~mini_attn.triton_attention`, as a bench method."""
+    from .triton_attention import triton_attention
+
+    return lambda q, k, v: triton_attention(q, k, v, causal=causal)
+
+
+def _with_triton(methods: Sequence[str], device: torch.device) -> tuple[str, ...]:
+    """A preset's methods, plus ``"triton"`` on a CUDA device when Triton is installed."""
+    if device.type != "cuda" or "triton" in methods or importlib.util.find_spec("triton") is None:
+        return tuple(methods)
+    return (*methods, "triton")
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -726,6 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if getattr(args, name) is not None:
             sizes[name] = getattr(args, name)
+    if args.methods is None:
+        sizes["methods"] = _with_triton(sizes["methods"], device)
     if args.tf32:
         torch.set_float32_matmul_precision("high")
     record = run_bench(
