@@ -21,6 +21,9 @@ from .regression import RegressionData, make_regression_1d, regression_target
 # chapter 2: soft attention
 from .training import TrainingHistory, train_model
 
+# chapter 3: hard attention
+from .hard import gumbel_softmax_attention, hard_attention, sample_attention, topk_attention
+
 # chapters 4 and 5: self-attention, the K/Q/V computation
 from .positional import sinusoidal_positional_encoding
 from .self_attention import SelfAttention

@@ -22,6 +22,7 @@ LAYERS = {
     "masks": "primitives",
     "sdpa": "primitives",
     "pooling": "mechanisms",
+    "hard": "mechanisms",
     "regression": "tasks",
     "training": "tasks",
     "positional": "primitives",
