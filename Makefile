@@ -52,10 +52,7 @@ test: book lint  ## run every test (package, checkers, built book in a real brow
 serve:  ## serve the built book on http://127.0.0.1:8000
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
 
-ipynb: $(STAMP)  ## write every chapter as a notebook under _build/ipynb/
-	@mkdir -p _build/ipynb
-	@for f in $(CHAPTERS); do $(BIN)/jupytext --quiet --to ipynb -o _build/ipynb/$$(basename $${f%.md}).ipynb $$f; done
-	@echo "Notebooks written to _build/ipynb/"
+ipynb: notebooks  ## the same as make notebooks
 
 notebooks: $(STAMP)  ## write every chapter as student, instructor and nbgrader notebooks under _build/notebooks/
 	$(BIN)/python scripts/export_notebooks.py

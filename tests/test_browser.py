@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -21,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9]*.md"))
-PAGES = ["intro", *CHAPTERS, "api", "bibliography", "execution-statistics"]
+# every page of the table of contents, the root first
+PAGES = ["intro"] + [
+    f.removeprefix("book/") for f in re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text())
+]
 FLAGS = [
     "--headless",
     "--no-sandbox",
