@@ -5,9 +5,15 @@ import os
 
 import matplotlib
 import pytest
+import torch
 from hypothesis import settings
 
 matplotlib.use("Agg")
+
+# Without a GPU, Triton kernels run in Triton's interpreter. The choice is read when triton is
+# first imported, and other imports (transformers) may import it, so it is made here, first.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Deterministic property tests: the same examples on every run, here and in CI.
 settings.register_profile("default", derandomize=True, deadline=None, max_examples=60)
