@@ -209,13 +209,15 @@ def train_encoder(
     seed: int = 0,
     validation: SequenceData | None = None,
     eval_every: int = 100,
+    stop_at: float | None = 1.0,
     progress: bool = True,
 ) -> TrainingHistory:
     """Train a token-to-token model on a sequence task with :func:`~mini_attn.train_model`.
 
     Adam on :func:`token_loss`, with the mini-batches of :func:`sequence_batches`. With
-    ``validation``, the sequence accuracy on it is recorded every ``eval_every`` steps and
-    training stops once every validation sequence is right.
+    ``validation``, the sequence accuracy on it (the fraction of sequences with every token
+    right) is recorded every ``eval_every`` steps, and training stops once it reaches
+    ``stop_at``.
 
     Args:
         model (nn.Module): maps tokens :math:`(B, N)` to ``(logits (B, N, V), ...)``,
@@ -227,6 +229,8 @@ def train_encoder(
         seed (int): seeds the choice of mini-batches. Default: 0.
         validation (SequenceData, optional): held-out sequences to evaluate on.
         eval_every (int): evaluate after every this many steps. Default: 100.
+        stop_at (float, optional): stop when the validation sequence accuracy reaches this
+            value; None never stops early. Used only with ``validation``. Default: 1.0.
         progress (bool): show the progress bar. Default: True.
 
     Returns:
@@ -248,7 +252,7 @@ def train_encoder(
         lr=lr,
         evaluate=evaluate,
         eval_every=eval_every,
-        stop_at=None if validation is None else 1.0,
+        stop_at=None if validation is None else stop_at,
         progress=progress,
         desc="training the encoder",
     )
