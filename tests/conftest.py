@@ -10,8 +10,8 @@ from hypothesis import settings
 
 matplotlib.use("Agg")
 
-# Without a GPU, Triton kernels run in Triton's interpreter. The choice is read when triton is
-# first imported, and other imports (transformers) may import it, so it is made here, first.
+# Without a GPU, Triton kernels run in Triton's interpreter. Triton reads the choice when a
+# kernel is defined, which an import (ours, or transformers') may do, so it is made here, first.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
