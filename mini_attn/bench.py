@@ -445,9 +445,10 @@ def run_bench(
         configs,
         desc="bench",
         disable=not progress,
-        bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {postfix}",
+        bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}",
         file=sys.stderr,
-        mininterval=1.0,
+        # in a terminal, a live bar; in a notebook or a log, the first and the last line only
+        mininterval=1.0 if sys.stderr.isatty() else 600.0,
     )
     compiled: dict = {}
     failed: dict = {}  # (dtype, head_dim, method) -> the status that stops larger lengths
@@ -539,7 +540,8 @@ def describe_bench(record: dict) -> str:
             f"driver {info['driver'] or 'unknown'}, CUDA {info['cuda']})"
         )
     else:
-        device = f"{info['type'].upper()} {info['name']} ({info.get('threads')} threads)"
+        threads = info.get("threads")
+        device = f"{info['type'].upper()} {info['name']} ({threads} thread{'s' * (threads != 1)})"
     command = record["command"] or "run_bench(...) called from Python"
     load = record.get("environment", {}).get("load_average_start")
     return (
@@ -712,9 +714,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--block-size", type=int, default=128, help="tiled_attention's block")
     parser.add_argument("--causal", action="store_true", help="use a causal mask")
     parser.add_argument("--tf32", action="store_true", help="let float32 matmuls use TF32")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (torch.set_num_threads)")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the roofline peaks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--out", type=Path, help="the JSON file (default: bench-<device>.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON file, or a folder for bench-<device>-<preset>.json (default: here)",
+    )
     return parser
 
 
@@ -751,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes["methods"] = _with_triton(sizes["methods"], device)
     if args.tf32:
         torch.set_float32_matmul_precision("high")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     record = run_bench(
         device=device,
         causal=args.causal,
@@ -762,6 +771,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **sizes,
     )
     out = args.out or _default_out(record["device"], preset)
+    if out.is_dir():
+        out = out / _default_out(record["device"], preset)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     counts: dict[str, int] = {}

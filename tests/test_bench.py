@@ -178,3 +178,23 @@ def test_committed_records_name_their_machine(path):
     assert path.name.startswith("bench-" + bench._slug(info["name"]).split("-")[0]) or (
         info["type"] == "cpu" and path.name.startswith("bench-cpu-")
     )
+
+
+def test_plot_bench_marks_out_of_memory():
+    def entry(n, status, ms=None):
+        return {
+            "method": "naive",
+            "dtype": "bfloat16",
+            "head_dim": 64,
+            "seq_len": n,
+            "status": status,
+            "median_ms": ms,
+        }
+
+    record = {"results": [entry(512, "ok", 1.0), entry(1024, "ok", 4.0), entry(2048, "oom")]}
+    ax = bench.plot_bench(record, dtype="bfloat16", head_dim=64)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "naive (out of memory at L=2048)"
+    ]
+    assert len(ax.get_lines()) == 2  # the line and the cross at its last length
+    plt.close(ax.figure)
