@@ -50,12 +50,12 @@ class Timing:
 
     @property
     def median(self) -> float:
-        """The median time in seconds: robust to a few slow runs."""
+        """The median time in seconds, which a few slow runs do not move."""
         return statistics.median(self.times)
 
     @property
     def min(self) -> float:
-        """The fastest run in seconds: the closest to the cost without interference."""
+        """The fastest run in seconds, the one least disturbed by other work."""
         return min(self.times)
 
     @property
