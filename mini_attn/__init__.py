@@ -19,6 +19,10 @@ from .pooling import KERNELS, attention_pooling, squared_distances
 from .regression import RegressionData, make_regression_1d, regression_target
 
 # chapter 2: soft attention
+from .scoring import AdditiveScore, BilinearScore, dot_product_score, scaled_dot_product_score
+from .soft import soft_attention
+from .dates import DATE_FORMATS, CharTokenizer, DateData, DateSplits, format_date, make_dates
+from .seq2seq import Seq2Seq, exact_matches, seq2seq_loss
 from .training import TrainingHistory, train_model
 
 # chapter 3: hard attention

@@ -7,12 +7,14 @@ what was expected and what came back.
 
 from ._core import CheckFailed
 from .ch01 import *
+from .ch02 import *
 from .ch04 import *
 from .ch06 import *
 from .ch07 import *
 from .ch08 import *
 
 from . import ch01
+from . import ch02
 from . import ch04
 from . import ch06
 from . import ch07
@@ -21,6 +23,7 @@ from . import ch08
 __all__ = [
     "CheckFailed",
     *ch01.__all__,
+    *ch02.__all__,
     *ch04.__all__,
     *ch06.__all__,
     *ch07.__all__,
