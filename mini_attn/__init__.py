@@ -27,6 +27,18 @@ from .training import TrainingHistory, train_model
 
 # chapter 3: hard attention
 from .hard import gumbel_softmax_attention, hard_attention, sample_attention, topk_attention
+from .glimpses import GlimpseData, image_patches, load_digits_8x8, make_glimpse_digits
+from .glimpse_models import (
+    GlimpseClassifier,
+    argmax_loss,
+    expected_loss,
+    glimpse_accuracy,
+    glimpse_batches,
+    gumbel_loss,
+    reinforce_loss,
+    scorer_gradient,
+    soft_loss,
+)
 
 # chapters 4 and 5: self-attention, the K/Q/V computation
 from .positional import sinusoidal_positional_encoding

@@ -25,6 +25,8 @@ LAYERS = {
     "scoring": "mechanisms",
     "soft": "mechanisms",
     "hard": "mechanisms",
+    "glimpses": "tasks",
+    "glimpse_models": "tasks",
     "regression": "tasks",
     "dates": "tasks",
     "seq2seq": "tasks",

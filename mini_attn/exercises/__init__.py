@@ -8,6 +8,7 @@ what was expected and what came back.
 from ._core import CheckFailed
 from .ch01 import *
 from .ch02 import *
+from .ch03 import *
 from .ch04 import *
 from .ch06 import *
 from .ch07 import *
@@ -15,6 +16,7 @@ from .ch08 import *
 
 from . import ch01
 from . import ch02
+from . import ch03
 from . import ch04
 from . import ch06
 from . import ch07
@@ -24,6 +26,7 @@ __all__ = [
     "CheckFailed",
     *ch01.__all__,
     *ch02.__all__,
+    *ch03.__all__,
     *ch04.__all__,
     *ch06.__all__,
     *ch07.__all__,
