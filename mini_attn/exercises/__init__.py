@@ -10,6 +10,7 @@ from .ch01 import *
 from .ch02 import *
 from .ch03 import *
 from .ch04 import *
+from .ch05 import *
 from .ch06 import *
 from .ch07 import *
 from .ch08 import *
@@ -18,6 +19,7 @@ from . import ch01
 from . import ch02
 from . import ch03
 from . import ch04
+from . import ch05
 from . import ch06
 from . import ch07
 from . import ch08
@@ -28,6 +30,7 @@ __all__ = [
     *ch02.__all__,
     *ch03.__all__,
     *ch04.__all__,
+    *ch05.__all__,
     *ch06.__all__,
     *ch07.__all__,
     *ch08.__all__,
