@@ -191,8 +191,16 @@ def _nvidia_driver() -> str | None:
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
+        out = None
+    if out is not None and out.stdout.strip():
+        return out.stdout.strip().splitlines()[0]
+    try:  # Linux without nvidia-smi: "NVRM version: NVIDIA UNIX ... Kernel Module  550.54.15 ..."
+        found = re.search(
+            r"Kernel Module\s+([\d.]+)", Path("/proc/driver/nvidia/version").read_text()
+        )
+    except OSError:
         return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    return found.group(1) if found else None
 
 
 def _device_info(device: torch.device) -> dict:
@@ -450,7 +458,7 @@ def run_bench(
         # in a terminal, a live bar; in a notebook or a log, the first and the last line only
         mininterval=1.0 if sys.stderr.isatty() else 600.0,
     )
-    compiled: dict = {}
+    compiled = None
     failed: dict = {}  # (dtype, head_dim, method) -> the status that stops larger lengths
     for dtype, head_dim, method, seq_len in bar:
         bar.set_postfix_str(f"{method} {dtype} D={head_dim} L={seq_len}", refresh=False)
@@ -468,10 +476,10 @@ def run_bench(
             entry.update(status="skipped", note=too_big)
         else:
             try:
-                if method == "naive-compiled":
-                    fn = compiled.setdefault(
-                        group, _make_method(method, causal=causal, block_size=block_size)
-                    )
+                if method == "naive-compiled":  # one function: it recompiles for a new dtype
+                    if compiled is None:
+                        compiled = _make_method(method, causal=causal, block_size=block_size)
+                    fn = compiled
                 else:
                     fn = _make_method(method, causal=causal, block_size=block_size)
                 q, k, v = _inputs(batch, heads, seq_len, head_dim, _DTYPES[dtype], device)
@@ -645,6 +653,7 @@ def plot_bench(
         matplotlib Axes: the axes drawn on.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     label, factor, _ = _metric(metric)
     table = _select(record, dtype, head_dim)
@@ -663,6 +672,9 @@ def plot_bench(
         if oom:
             ax.plot([ok[-1][0]], [ok[-1][1]], "x", color=f"C{i % 10}", ms=12, mew=2)
     ax.set_xscale("log", base=2)
+    lengths = sorted({n for row in table.values() for n in row})
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("sequence length L = S")
     ax.set_ylabel(label)
     ax.set_title(title or f"{label}: {dtype}, D={head_dim}")

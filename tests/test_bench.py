@@ -198,3 +198,27 @@ def test_plot_bench_marks_out_of_memory():
     ]
     assert len(ax.get_lines()) == 2  # the line and the cross at its last length
     plt.close(ax.figure)
+
+
+def test_the_compiled_method_compiles_once(monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, **options):  # torch.compile takes minutes on a CPU: count the calls
+        compiled.append(options)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    record = bench.run_bench(
+        device="cpu",
+        seq_lens=(16, 32),
+        head_dims=(8, 16),
+        dtypes=("float32",),
+        methods=("naive-compiled",),
+        heads=1,
+        warmup=0,
+        repeats=1,
+        measure_ceilings=False,
+        progress=False,
+    )
+    assert [e["status"] for e in record["results"]] == ["ok"] * 4
+    assert compiled == [{"dynamic": True}]
