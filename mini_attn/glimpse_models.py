@@ -145,13 +145,14 @@ def reinforce_loss(
     glimpse, _, log_prob = sample_attention(model.scores(patches), patches, generator=generator)
     loss = F.cross_entropy(model.read(glimpse.squeeze(1)), labels, reduction="none")  # (B,)
     reward = -loss.detach()  # a number to the scorer: no gradient flows through it
+    advantage = reward
     if baseline:
         n = reward.numel()
         if n < 2:
             raise ValueError("the leave-one-out baseline needs a batch of at least 2 images")
-        reward = reward - (reward.sum() - reward) / (n - 1)  # r - b: the advantage
+        advantage = reward - (reward.sum() - reward) / (n - 1)  # r - b, b: the others' mean
     # ∇ E[ℓ] ≈ ∇ℓ (encoder, classifier) - (r - b) ∇ log p(i) (scorer), r = -ℓ
-    return (loss - reward * log_prob.squeeze(1)).mean()
+    return (loss - advantage * log_prob.squeeze(1)).mean()
 
 
 def gumbel_loss(
