@@ -11,9 +11,9 @@ import torch
 import mini_attn as ma
 from mini_attn.exercises import (
     CheckFailed,
-    check_attention_entropy,
     check_attention_numpy,
     check_decoder_attention,
+    check_self_attention_from_weights,
 )
 
 # ----------------------------------------------------------------------- NumPy attention
@@ -126,25 +126,56 @@ def test_decoder_attention_nan_for_an_empty_sequence():
         check_decoder_attention(with_pytorch_additive_mask)
 
 
-# ----------------------------------------------------------------------- entropy
+# ------------------------------------------------------------ from nn.Linear's weights
 
 
-def test_attention_entropy_right_answers_pass(capsys):
-    check_attention_entropy(lambda w: torch.special.entr(w).sum(-1))
-    check_attention_entropy(lambda w: -(w * torch.log(w.clamp_min(1e-30))).sum(-1))
-    assert "✓ attention_entropy" in capsys.readouterr().out
+def _from_weights(x, q_proj, k_proj, v_proj, *, transpose=True, bias=True, scale="d", dim=-1):
+    def project(p):
+        y = x @ (p.weight.T if transpose else p.weight)
+        return y + p.bias if bias and p.bias is not None else y
+
+    q, k, v = project(q_proj), project(k_proj), project(v_proj)
+    factor = {"d": q.shape[-1], "e": x.shape[-1], "none": 1.0}[scale]
+    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(factor), dim=dim) @ v
+
+
+def test_self_attention_from_weights_right_answers_pass(capsys):
+    check_self_attention_from_weights(_from_weights)
+    assert "✓ self_attention_from_weights" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    "wrong, message",
+    "kwargs, message",
     [
-        (lambda w: -(w * torch.log(w)).sum(-1), "0 · log 0"),
-        (lambda w: (w * torch.log(w.clamp_min(1e-30))).sum(-1), "check the sign"),
-        (lambda w: -(w * torch.log2(w.clamp_min(1e-30))).sum(-1), "in bits"),
-        (lambda w: -(w * torch.log(w.clamp_min(1e-30))).sum(-2), "sum over the keys"),
+        ({"scale": "e"}, r"1/√D, with D the size of the queries and keys"),
+        ({"scale": "none"}, "not scaled"),
+        ({"bias": False}, "biases are missing"),
+        ({"dim": -2}, "over the keys"),
     ],
-    ids=["nan", "sign", "bits", "axis"],
 )
-def test_attention_entropy_wrong_answers(wrong, message):
+def test_self_attention_from_weights_wrong_answers(kwargs, message):
     with pytest.raises(CheckFailed, match=message):
-        check_attention_entropy(wrong)
+        check_self_attention_from_weights(lambda x, q, k, v: _from_weights(x, q, k, v, **kwargs))
+
+
+def test_self_attention_from_weights_without_transpose():
+    """With E ≠ D the shapes do not fit (a clear error); with E = D the hint explains."""
+    with pytest.raises(CheckFailed, match=r"E=8, D=4.*raised RuntimeError"):
+        check_self_attention_from_weights(
+            lambda x, q, k, v: _from_weights(x, q, k, v, transpose=False)
+        )
+
+    def transpose_only_when_it_fits(x, q, k, v):
+        square = q.weight.shape[0] == q.weight.shape[1]
+        return _from_weights(x, q, k, v, transpose=not square)
+
+    with pytest.raises(CheckFailed, match=r"(?s)square E=D=6.*transpose it"):
+        check_self_attention_from_weights(transpose_only_when_it_fits)
+
+
+def test_self_attention_from_weights_refuses_calling_the_modules():
+    def calls_the_modules(x, q_proj, k_proj, v_proj):
+        return ma.scaled_dot_product_attention(q_proj(x), k_proj(x), v_proj(x))[0]
+
+    with pytest.raises(CheckFailed, match=r"do not call the projection module.*\.weight"):
+        check_self_attention_from_weights(calls_the_modules)

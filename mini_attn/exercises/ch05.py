@@ -6,13 +6,18 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..kqv_numpy import scaled_dot_product_attention_numpy
 from ..masks import causal_mask, padding_mask
 from ..sdpa import scaled_dot_product_attention
 from ._core import CheckFailed, call, expect_close, passed
 
-__all__ = ["check_attention_entropy", "check_attention_numpy", "check_decoder_attention"]
+__all__ = [
+    "check_attention_numpy",
+    "check_decoder_attention",
+    "check_self_attention_from_weights",
+]
 
 
 def _close(a, b) -> bool:
@@ -188,44 +193,92 @@ def check_decoder_attention(fn) -> None:
     passed("decoder_attention", len(cases))
 
 
-def check_attention_entropy(fn) -> None:
-    """Exercise 5.3: ``fn(weights (..., L, S)) -> (..., L)``, the entropy of each row in nats.
+class _WeightsOnly(nn.Linear):
+    """An ``nn.Linear`` that refuses to be called: the exercise uses its matrices."""
 
-    ``H = -Σ_j w_j ln w_j``, with ``0 · ln 0 = 0`` (masked keys, and all-zero rows, add
-    nothing).
+    def forward(self, x):
+        raise RuntimeError(
+            "do not call the projection module; compute x @ weight.T + bias from its "
+            "`.weight` and `.bias` tensors"
+        )
+
+
+def _projections(embed_dim, head_dim, value_dim, bias, seed):
+    with torch.random.fork_rng(devices=[]):  # seeded weights, the learner's RNG untouched
+        torch.manual_seed(seed)
+        return tuple(
+            _WeightsOnly(embed_dim, size, bias=bias) for size in (head_dim, head_dim, value_dim)
+        )
+
+
+def _attend(x, projections, *, transpose=True, use_bias=True, scale=None, dim=-1):
+    """softmax(Q Kᵀ · scale) V from the projections' matrices, with the usual mistakes."""
+    q, k, v = (
+        x @ (p.weight.T if transpose else p.weight)
+        + (p.bias if use_bias and p.bias is not None else 0.0)
+        for p in projections
+    )
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return torch.softmax(q @ k.transpose(-2, -1) * scale, dim=dim) @ v
+
+
+def check_self_attention_from_weights(fn) -> None:
+    """Exercise 5.3: ``fn(x (..., N, E), q_proj, k_proj, v_proj) -> (..., N, Dv)``.
+
+    Self-attention from the matrices of three ``nn.Linear`` layers (``weight`` of shape
+    ``(D, E)``, ``bias`` of shape ``(D,)`` or None): ``Q = x Wᵀ + b`` (likewise K and V),
+    then ``softmax(Q Kᵀ / √D) V``. Calling the layers is refused.
     """
-    g = torch.Generator().manual_seed(7)
-    masked = torch.softmax(torch.randn(3, 5, generator=g), -1) * torch.tensor([1.0, 1, 0, 1, 0])
-    masked = masked / masked.sum(-1, keepdim=True)
-    with_empty_row = masked.clone()
-    with_empty_row[1] = 0.0
+    g = torch.Generator().manual_seed(8)
     cases = [
-        ("uniform rows over 4 keys", torch.full((2, 4), 0.25)),
-        ("one-hot rows", torch.eye(3)),
+        ("E=8, D=4, with bias", torch.randn(2, 5, 8, generator=g), (8, 4, 4, True, 0)),
+        ("square E=D=6, with bias", torch.randn(2, 4, 6, generator=g), (6, 6, 6, True, 1)),
+        ("E=8, D=2, Dv=3, bias=None", torch.randn(1, 6, 8, generator=g), (8, 2, 3, False, 2)),
         (
-            "random weights, batch (2, 3, 4, 6)",
-            torch.softmax(torch.randn(2, 3, 4, 6, generator=g), -1),
+            "batch dims (3, 2), N=4, E=8, D=4",
+            torch.randn(3, 2, 4, 8, generator=g),
+            (8, 4, 4, True, 3),
         ),
-        ("some weights exactly 0 (masked keys)", masked),
-        ("a fully masked row (all zeros)", with_empty_row),
     ]
-    for case, w in cases:
-        expected = torch.special.entr(w).sum(-1)
+    for case, x, sizes in cases:
+        projections = _projections(*sizes)
+        with torch.no_grad():
+            expected = _attend(x, projections)
+            square = x.shape[-1] == projections[0].weight.shape[0]
+            wrong = [
+                (
+                    "the scale is 1/√D, with D the size of the queries and keys (weight.shape[0]), "
+                    "not of the input E.",
+                    _attend(x, projections, scale=1 / math.sqrt(x.shape[-1])),
+                ),
+                (
+                    "the scores are not scaled: divide Q Kᵀ by √D.",
+                    _attend(x, projections, scale=1.0),
+                ),
+                (
+                    "nn.Linear computes x @ weight.T + bias: its weight has shape (D, E), so "
+                    "transpose it.",
+                    _attend(x, projections, transpose=False) if square else None,
+                ),
+                (
+                    "the biases are missing: Q = x @ weight.T + bias.",
+                    _attend(x, projections, use_bias=False),
+                ),
+                (
+                    "the softmax runs over the keys (the last dim), not over the queries.",
+                    _attend(x, projections, dim=-2),
+                ),
+            ]
 
-        def hint(got, expected=expected, w=w):
+        def hint(got, wrong=wrong):
             got = got.detach()
-            if torch.isnan(got).any():
-                return "0 · log 0 is NaN in floating point: treat the terms with w = 0 as 0."
-            if _close(got, -expected):
-                return "the entropy is -Σ w ln w, which is never negative: check the sign."
-            if _close(got, expected / math.log(2)):
-                return "that is the entropy in bits (log2); use the natural log (nats)."
-            if got.shape == w.shape[:-2] + w.shape[-1:] or _close(
-                got, torch.special.entr(w).sum(-2)
-            ):
-                return "sum over the keys (the last dim), one entropy per query row."
+            for message, candidate in wrong:
+                if candidate is not None and _close(got, candidate):
+                    return message
             return None
 
-        got = call(fn, case, w.clone())
-        expect_close(case, got, expected, what="the entropy", hint=hint)
-    passed("attention_entropy", len(cases))
+        got = call(fn, case, x.clone(), *projections)
+        if isinstance(got, tuple):
+            raise CheckFailed(f"case '{case}': return only the output, got a tuple of {len(got)}")
+        expect_close(case, got, expected, what="the output", hint=hint)
+    passed("self_attention_from_weights", len(cases))
