@@ -134,7 +134,6 @@ def test_training_is_deterministic_and_lowers_the_loss(one_thread):
     assert sum(runs[0][-5:]) < 0.9 * sum(runs[0][:5])  # from ln 5 = 1.61 down
 
 
-@pytest.mark.slow
 def test_tiny_encoder_learns_to_reverse_and_fails_without_positions(one_thread):
     train = ma.make_sequences(5000, 6, vocab_size=6, seed=0)
     validation = ma.make_sequences(300, 6, vocab_size=6, seed=1)
