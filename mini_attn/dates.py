@@ -87,7 +87,7 @@ DATE_FORMATS = (
     "{d}.{m}.{yyyy}",
     "{yyyy}/{mm}/{dd}",
 )
-"""The human-written formats, as :meth:`str.format` templates over the fields ``d``, ``dd``
+"""The human-written formats, as ``str.format`` templates over the fields ``d``, ``dd``
 (zero-padded), ``dth`` (ordinal), ``m``, ``mm``, ``Month``, ``month``, ``Mon``, ``MON``,
 ``yyyy``, ``yy``, ``Weekday`` and ``Dow``."""
 
@@ -96,9 +96,9 @@ def format_date(date: datetime.date, template: str) -> str:
     """Write ``date`` in a human format: ``"{Dow} {d} {Month} {yyyy}"`` → ``"Tue 3 March 1998"``.
 
     Args:
-        date (datetime.date): the date, between 1950-01-01 and 2049-12-31 (two-digit
+        date: a ``datetime.date`` between 1950-01-01 and 2049-12-31 (two-digit
             years are read in that window).
-        template (str): a :meth:`str.format` template, one of :data:`DATE_FORMATS` or
+        template (str): a ``str.format`` template, one of :data:`~mini_attn.DATE_FORMATS` or
             your own over the same fields.
 
     Returns:
@@ -201,8 +201,9 @@ class DateData:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Endless random batches ``(source_ids, source_lengths, target_ids)``.
 
-        Each pass visits every example once in a new random order (seeded). The sources of
-        a batch are cut to the longest one in it.
+        Each pass visits every example once (the last incomplete batch of a pass is left
+        out) in a new random order, seeded. The sources of a batch are cut to the longest
+        one in it.
 
         Args:
             batch_size (int): examples per batch ``B``.
@@ -212,13 +213,13 @@ class DateData:
         Yields:
             (Tensor, Tensor, Tensor): shapes :math:`(B, S_b)`, :math:`(B,)`, :math:`(B, 10)`.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 1 <= batch_size <= len(self):
+            raise ValueError(f"batch_size must be between 1 and {len(self)}, got {batch_size}")
         g = torch.Generator().manual_seed(seed)
+        n_batches = len(self) // batch_size
         while True:
-            order = torch.randperm(len(self), generator=g)
-            for start in range(0, len(self) - batch_size + 1, batch_size):
-                rows = order[start : start + batch_size]
+            order = torch.randperm(len(self), generator=g)[: n_batches * batch_size]
+            for rows in order.view(n_batches, batch_size):
                 lengths = self.source_lengths[rows]
                 source = self.source_ids[rows, : int(lengths.max())]
                 yield source.to(device), lengths.to(device), self.target_ids[rows].to(device)
@@ -285,7 +286,7 @@ def make_dates(
 
     The calendar days from 1950-01-01 to 2049-12-31 are shuffled (seeded) and split 80 %
     / 10 % / 10 % between training, validation and test; each example draws a day of its
-    split and one of :data:`DATE_FORMATS` at random. The same seed gives the same data.
+    split and one of :data:`~mini_attn.DATE_FORMATS` at random. The same seed gives the same data.
 
     Args:
         n_train (int): training examples. Default: 20000.

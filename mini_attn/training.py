@@ -7,6 +7,8 @@ progress bar, evaluates every few steps and returns a :class:`TrainingHistory`.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -104,7 +106,9 @@ def train_model(
             (for example the validation accuracy), larger is better.
         eval_every (int): evaluate after every this many steps. Default: 100.
         stop_at (float, optional): stop once ``evaluate`` returns at least this value.
-        progress (bool): show the progress bar. Default: True.
+        progress (bool): show the progress bar on ``stderr``. In a terminal it moves as
+            training goes; elsewhere (a notebook, a log file) it prints its first and last
+            state only. Default: True.
         desc (str): the label of the progress bar. Default: ``"training"``.
 
     Returns:
@@ -126,8 +130,16 @@ def train_model(
 
     history = TrainingHistory()
     start = time.perf_counter()
+    # In a terminal the bar moves; elsewhere (a notebook, a log) it prints its first and last
+    # state only, so the output is short and the same on every run.
+    interactive = sys.stderr.isatty()
     bar = tqdm(
-        total=steps, desc=desc, disable=not progress, mininterval=5.0, bar_format=_BAR_FORMAT
+        total=steps,
+        desc=desc,
+        disable=not progress,
+        mininterval=0.5 if interactive else math.inf,
+        maxinterval=10.0 if interactive else math.inf,
+        bar_format=_BAR_FORMAT,
     )
     model.train()
     for step, batch in enumerate(_endless(batches), start=1):

@@ -175,8 +175,10 @@ def test_batches_are_seeded_trimmed_and_cover_every_example(long):
         assert source.shape == (100, int(lengths.max())) and targets.shape == (100, 10)
         seen += [data.target_tokenizer.decode(t) for t in targets]
     assert sorted(seen) == sorted(data.targets), "one pass visits every example once"
-    with pytest.raises(ValueError, match="batch_size must be positive"):
+    with pytest.raises(ValueError, match="batch_size must be between 1 and 600, got 0"):
         next(data.batches(0))
+    with pytest.raises(ValueError, match="batch_size must be between 1 and 600, got 601"):
+        next(data.batches(601))
 
 
 def test_bad_arguments_are_refused():

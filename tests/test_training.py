@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 import torch
 
@@ -94,11 +97,17 @@ def test_gradient_clipping_bounds_the_update():
     torch.testing.assert_close(model.weight.abs(), torch.tensor([[0.5]]))
 
 
-def test_progress_bar_prints_a_deterministic_line(capsys):
-    ma.train_model(torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=20, desc="fit")
-    err = capsys.readouterr().err
-    assert "fit: 100%" in err and "20/20 steps" in err and "loss=" in err
-    assert "it/s" not in err and "s/it" not in err, "no timings: two runs print the same text"
+def test_progress_bar_prints_its_first_and_last_state_outside_a_terminal(capsys):
+    def slow_mse(model, batch):
+        time.sleep(0.01)  # 40 steps take longer than any refresh interval of a terminal bar
+        return _mse(model, batch)
+
+    ma.train_model(torch.nn.Linear(3, 2), slow_mse, _regression_batches(), steps=40, desc="fit")
+    states = [s for s in re.split(r"[\r\n]+", capsys.readouterr().err) if s.strip()]
+    assert len(states) == 2, f"expected the first and the last state only, got {states}"
+    assert states[0].startswith("fit:   0%") and "0/40 steps" in states[0]
+    assert states[1].startswith("fit: 100%") and "40/40 steps, loss=" in states[1]
+    assert "it/s" not in states[1] and "s/it" not in states[1], "no timings: runs print the same"
 
 
 def test_bad_arguments_are_refused():
