@@ -1,10 +1,11 @@
 """A GRU encoder–decoder, with additive attention or without (tasks layer, chapter 2).
 
 The encoder reads the source characters in both directions. The decoder writes the
-target one character at a time. With ``attention=True`` it looks back at every encoder
-state at every step (Bahdanau et al., 2015); with ``attention=False`` it sees only one
-fixed summary of the source, the last states of the encoder (Cho et al., 2014): the
-baseline that shows what attention buys.
+target one character at a time, reading a fixed summary of the source (the last states of
+the encoder) at every step (Cho et al., 2014). With ``attention=True`` each decoder state
+also queries every encoder state with an additive score (Bahdanau et al., 2015; Luong et
+al., 2015); with ``attention=False`` the summary is all it has: the baseline that shows
+what attention buys.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Seq2Seq(nn.Module):
             encoder states have size ``M = 2 · encoder_dim``. Default: 64.
         decoder_dim (int): the size of the decoder state. Default: 128.
         attention_dim (int): the hidden size ``A`` of the additive score. Default: 64.
-        attention (bool): attend to every encoder state (True), or feed the decoder one
-            fixed summary of the source (False, the baseline). Default: True.
+        attention (bool): also attend to every encoder state (True), or rely on the
+            fixed summary of the source alone (False, the baseline). Default: True.
         bos_id (int): the begin-of-sequence id, the decoder's first input. Default: 1.
 
     Shape legend: ``B`` batch, ``S`` source length, ``T`` target length, ``M`` encoder

@@ -100,7 +100,6 @@ def test_exact_matches_compares_whole_sequences():
     assert got.tolist() == [True, False, True, False]
 
 
-@pytest.mark.slow
 def test_a_short_training_run_lowers_the_loss():
     """A smoke test on the real task, not an accuracy assertion."""
     ma.seed_everything(0)
