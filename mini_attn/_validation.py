@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_bool_mask", "check_dim", "check_floating", "check_tensor", "fmt_shape"]
+__all__ = [
+    "broadcast_batch",
+    "check_bool_mask",
+    "check_dim",
+    "check_floating",
+    "check_tensor",
+    "fmt_shape",
+]
 
 
 def fmt_shape(shape) -> str:
@@ -71,3 +78,16 @@ def check_bool_mask(mask, shape, *, name: str = "mask", target: str = "scores"):
             f"of shape {fmt_shape(shape)}"
         )
     return mask
+
+
+def broadcast_batch(**tensors: torch.Tensor) -> tuple[int, ...]:
+    """The broadcast shape of the batch dimensions (all but the last two) of named tensors.
+
+    ``broadcast_batch(query=q, key=k, value=v)`` raises a ValueError naming every shape
+    when the batch dimensions do not broadcast.
+    """
+    try:
+        return tuple(torch.broadcast_shapes(*(t.shape[:-2] for t in tensors.values())))
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {fmt_shape(t.shape)}" for name, t in tensors.items())
+        raise ValueError(f"the batch dimensions of {shapes} do not broadcast") from None

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
+from ._validation import broadcast_batch, check_bool_mask, check_floating, check_tensor, fmt_shape
 from .masks import causal_mask
 
 __all__ = ["scaled_dot_product_attention"]
@@ -66,13 +66,7 @@ def scaled_dot_product_attention(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    try:
-        batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            f"the batch dimensions of query {fmt_shape(query.shape)}, key {fmt_shape(key.shape)} "
-            f"and value {fmt_shape(value.shape)} do not broadcast"
-        ) from None
+    batch = broadcast_batch(query=query, key=key, value=value)
     scores_shape = (*batch, n_queries, n_keys)
     check_bool_mask(mask, scores_shape)
     if causal:

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import torch
 
-from ._validation import check_floating, check_tensor, fmt_shape
+from ._validation import broadcast_batch, check_floating, check_tensor, fmt_shape
 
 __all__ = ["TRITON_DTYPES", "TRITON_HEAD_DIMS", "triton_attention"]
 
@@ -137,13 +137,7 @@ def triton_attention(
     ``...`` any batch dimensions (they broadcast).
     """
     _check_inputs(query, key, value, block_m, block_n)
-    try:
-        batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            f"the batch dimensions of query {fmt_shape(query.shape)}, key {fmt_shape(key.shape)} "
-            f"and value {fmt_shape(value.shape)} do not broadcast"
-        ) from None
+    batch = broadcast_batch(query=query, key=key, value=value)
     kernels = _kernels()
     _check_device(query.device, kernels.INTERPRETED)
     (n_queries, head_dim), n_keys = query.shape[-2:], key.shape[-2]
