@@ -206,7 +206,7 @@ def install_cell(repository_url: str) -> nbformat.NotebookNode:
         "# from the book's repository (a no-op where it is installed already).\n"
         "import importlib.util\n\n"
         'if importlib.util.find_spec("mini_attn") is None:\n'
-        f'    %pip install --quiet "mini_attn @ git+{repository_url.rstrip("/")}"'
+        f'    %pip install --quiet "mini_attn[chapters] @ git+{repository_url.rstrip("/")}"'
     )
     return nbformat.v4.new_code_cell(source, metadata={"tags": ["install"]})
 

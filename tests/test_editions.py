@@ -161,7 +161,7 @@ def test_install_cell_only_with_a_repository_url():
     with_url = editions(CHAPTERS[0], repository_url=url)["student"]
     first_code = next(c for c in with_url.cells if c.cell_type == "code")
     assert first_code.source == install_cell(url).source
-    assert f"mini_attn @ git+{url}" in first_code.source
+    assert f"mini_attn[chapters] @ git+{url}" in first_code.source
     from IPython.core.inputtransformer2 import TransformerManager
 
     python = TransformerManager().transform_cell(first_code.source)
