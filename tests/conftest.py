@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "08-fused-kernel" in item.nodeid:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one CPU thread: tiny models train faster that way, most of all on a
+    busy machine, where two threads wait for each other and for everyone else."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,15 +9,6 @@ from torch import nn
 import mini_attn as ma
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread (on a busy machine, many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TorchAttention(nn.Module):
     """nn.MultiheadAttention behind the interface EncoderBlock expects."""
 

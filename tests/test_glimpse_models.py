@@ -21,15 +21,6 @@ def patches(data):
     return ma.image_patches(data.train_images), ma.image_patches(data.test_images)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one thread is faster than two that wait for each other (and for others)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(seed=0):
     torch.manual_seed(seed)
     return ma.GlimpseClassifier()
