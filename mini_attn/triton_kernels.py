@@ -22,6 +22,7 @@ Every tensor handed to a launcher is 3-D, ``(N, L, D)`` with ``N`` the flattened
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,6 +38,8 @@ __all__ = [
     "attention_backward_dq_kernel",
     "attention_forward",
     "attention_forward_kernel",
+    "forward_num_stages",
+    "forward_shared_bytes",
     "launch_single_block",
     "single_block_attention_kernel",
 ]
@@ -249,6 +252,41 @@ def dot_dtype(dtype: torch.dtype):
     return _TL_DTYPES[dtype]
 
 
+def forward_shared_bytes(
+    block_m: int, block_n: int, head_dim: int, itemsize: int, num_stages: int
+) -> int:
+    """Shared memory one program of :func:`attention_forward_kernel` needs on an NVIDIA GPU.
+
+    The query block, and ``num_stages`` blocks of keys and of values in flight (the block
+    being multiplied and those loaded ahead), as Triton 3.9 lays them out; the tests check
+    this count against the compiler's, for an H100 and an A100.
+    """
+    return (block_m + 2 * num_stages * block_n) * head_dim * itemsize
+
+
+@functools.cache
+def _max_shared_bytes(driver, device) -> int:
+    """The most shared memory one program may use on the GPU Triton launches on."""
+    return driver.utils.get_device_properties(device)["max_shared_mem"]
+
+
+def forward_num_stages(block_m: int, block_n: int, head_dim: int, itemsize: int) -> int:
+    """The deepest pipeline, 3, 2 or 1 stages, whose shared memory fits the current GPU."""
+    if INTERPRETED:  # the interpreter has no shared memory to run out of
+        return 3
+    driver = triton.runtime.driver.active
+    limit = _max_shared_bytes(driver, driver.get_current_device())
+    for stages in (3, 2, 1):
+        if forward_shared_bytes(block_m, block_n, head_dim, itemsize, stages) <= limit:
+            return stages
+    need = forward_shared_bytes(block_m, block_n, head_dim, itemsize, 1)
+    raise ValueError(
+        f"block_m={block_m} and block_n={block_n} with D={head_dim} and {itemsize}-byte "
+        f"elements need {need / 1024:.0f} KiB of shared memory per program, even loading no "
+        f"block ahead; this GPU allows {limit / 1024:.0f} KiB: choose smaller blocks"
+    )
+
+
 def attention_forward(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -258,14 +296,19 @@ def attention_forward(
     scale: float,
     block_m: int,
     block_n: int,
+    num_stages: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch :func:`attention_forward_kernel` on checked 3-D inputs.
 
     Returns the output ``(N, L, D)`` and the base-2 log-sum-exp of each query's scores
-    ``(N, L)``, float32, which the backward pass needs.
+    ``(N, L)``, float32, which the backward pass needs. ``num_stages`` (default: the
+    deepest pipeline whose shared memory fits the GPU, at most 3) is how many blocks of
+    keys and values are in flight.
     """
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
+    if num_stages is None:
+        num_stages = forward_num_stages(block_m, block_n, head_dim, query.element_size())
     out = torch.empty_like(query)  # (N, L, D)
     lse = torch.empty(n_batch, n_queries, device=query.device, dtype=torch.float32)  # (N, L)
     grid = (triton.cdiv(n_queries, block_m), n_batch)  # one program per (query block, entry)
@@ -275,7 +318,7 @@ def attention_forward(
         n_queries, n_keys, scale * LOG2_E,
         CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         DOT_DTYPE=dot_dtype(query.dtype),
-        num_warps=4 if head_dim <= 64 else 8, num_stages=3,
+        num_warps=4 if head_dim <= 64 else 8, num_stages=num_stages,
     )  # fmt: skip
     return out, lse
 

@@ -40,6 +40,7 @@ LAYERS = {
     "minilm": "tasks",
     "triton_attention": "mechanisms",
     "triton_kernels": "mechanisms",
+    "triton_compile": "tools",
     "flops": "primitives",
     "tiled": "mechanisms",
     "profiling": "tools",
