@@ -77,6 +77,10 @@ def padded_inverted_mask(scores, values, lengths):
     return ma.soft_attention(scores, values, mask=~_mask(scores, lengths))
 
 
+def padded_off_by_one(scores, values, lengths):
+    return ma.soft_attention(scores, values, mask=_mask(scores, lengths - 1))
+
+
 def padded_large_negative(scores, values, lengths):
     weights = torch.softmax(scores.masked_fill(~_mask(scores, lengths), -1e9), dim=-1)
     return weights @ values, weights
@@ -103,7 +107,8 @@ def test_padded_right_answer_passes(capsys):
 @pytest.mark.parametrize(
     ("fn", "hint"),
     [
-        (padded_inverted_mask, "your mask is inverted"),
+        (padded_inverted_mask, "every real key got weight 0: is your mask inverted"),
+        (padded_off_by_one, r"some real keys got weight 0: .*no - 1"),
         (padded_large_negative, "gives uniform weights there instead of zeros"),
         (padded_minus_inf, "NaN appears for the empty sequence"),
         (padded_no_mask, r"the padding \(positions >= length\) must get weight exactly 0"),

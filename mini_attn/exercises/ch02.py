@@ -92,8 +92,17 @@ def check_padded_soft_attention(fn) -> None:
                     "ma.masked_softmax (or ma.soft_attention with a mask) returns zeros there."
                 )
             keep = mask.expand(got.shape)
-            if (got[~keep].abs() < 1e-6).all() and (got[keep].abs() < 1e-6).any():
-                return "your mask is inverted: keep the positions < length, drop the rest."
+            real_zero = got[keep].abs() < 1e-6  # weights of real keys that came back as 0
+            if real_zero.numel() and real_zero.all():
+                return (
+                    "every real key got weight 0: is your mask inverted? Keep the positions "
+                    "< length, drop the rest."
+                )
+            if real_zero.any():
+                return (
+                    "some real keys got weight 0: the real keys are the positions 0 to "
+                    "length - 1, so keep positions < length (use <, not <=, and no - 1)."
+                )
             if (lengths == 0).any() and (got[lengths == 0].abs() > 1e-6).any():
                 return (
                     "a sequence of length 0 must get zero weights. Filling masked scores with a "
