@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
+from .masks import causal_mask
 from .sdpa import scaled_dot_product_attention
 
 __all__ = ["MultiHeadAttention", "merge_heads", "split_heads"]
@@ -174,20 +175,21 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         batch, n_queries, n_keys = self._check_inputs(query, key, value)
-        mask = self._grouped_mask(mask, (batch, n_queries, n_keys))  # 5-D, or None
-        group = self.num_heads // self.num_kv_heads  # query heads per key/value head
+        mask = self._grouped_mask(mask, causal, (batch, n_queries, n_keys), query.device)
+        group = self.num_heads // self.num_kv_heads  # G query heads per key/value head
         q = split_heads(self.q_proj(query), self.num_heads)  # (B, H, L, D)
         k = split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, S, D)
         v = split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, S, D)
-        # group the query heads that share a key/value head: h = g·group + j uses k/v head g
-        q = q.unflatten(1, (self.num_kv_heads, group))  # (B, Hkv, group, L, D)
-        k, v = k.unsqueeze(2), v.unsqueeze(2)  # (B, Hkv, 1, S, D): broadcast, never copied
+        # stack the G query heads that share a key/value head (head h = g·G + j uses k/v
+        # head g) as G·L rows of queries: each k/v head is used as it is, never repeated
+        q = q.reshape(batch, self.num_kv_heads, group * n_queries, -1)  # (B, Hkv, G·L, D)
         context, weights = scaled_dot_product_attention(
-            q, k, v, mask=mask, causal=causal, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, Hkv, group, L, D), (B, Hkv, group, L, S)
-        context = merge_heads(context.flatten(1, 2))  # (B, L, H·D)
-        output = self.out_proj(context)  # (B, L, E)
-        return output, (weights.flatten(1, 2) if need_weights else None)  # (B, H, L, S)
+            q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, Hkv, G·L, D), (B, Hkv, G·L, S)
+        context = context.reshape(batch, self.num_heads, n_queries, -1)  # (B, H, L, D)
+        output = self.out_proj(merge_heads(context))  # (B, L, H·D) -> (B, L, E)
+        weights = weights.reshape(batch, self.num_heads, n_queries, n_keys)  # (B, H, L, S)
+        return output, (weights if need_weights else None)
 
     def _check_inputs(self, query, key, value) -> tuple[int, int, int]:
         for name, x in (("query", query), ("key", key), ("value", value)):
@@ -209,19 +211,32 @@ class MultiHeadAttention(nn.Module):
             )
         return query.shape[0], query.shape[1], key.shape[1]
 
-    def _grouped_mask(self, mask, scores_shape) -> torch.Tensor | None:
-        """A (B, L, S) or (B, H, L, S) mask as (B|1, Hkv|1, group|1, L|1, S|1) for grouped heads."""
+    def _grouped_mask(self, mask, causal, scores_shape, device) -> torch.Tensor | None:
+        """``mask`` AND the causal mask, laid out as the folded scores (B, Hkv, G·L, S).
+
+        The result has shape (B|1, Hkv|1, G·L|1, S|1). A mask that is the same for every
+        head and every query (such as padding) stays (B|1, 1, 1, S); otherwise the query
+        axis is tiled G times: a boolean copy, at most the size of the scores.
+        """
+        batch, n_queries, n_keys = scores_shape
+        group = self.num_heads // self.num_kv_heads
+        if mask is not None and isinstance(mask, torch.Tensor) and mask.dim() == 4:
+            check_bool_mask(mask, (batch, self.num_heads, n_queries, n_keys), target="weights")
+            # one mask per head: (B|1, H|1, L|1, S|1) -> (B|1, Hkv|1, G|1, L|1, S|1)
+            mask = mask.unsqueeze(1) if mask.shape[1] == 1 else mask.unflatten(1, (-1, group))
+        elif mask is not None:
+            check_bool_mask(mask, scores_shape, target="scores (B, L, S)")
+            mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))  # (B|1, L|1, S|1)
+            mask = mask[:, None, None]  # (B|1, 1, 1, L|1, S|1): the same for every head
+        if causal:
+            future = causal_mask(n_queries, n_keys, device=device)  # (L, S)
+            mask = future.view(1, 1, 1, n_queries, n_keys) if mask is None else mask & future
         if mask is None:
             return None
-        batch, n_queries, n_keys = scores_shape
-        if isinstance(mask, torch.Tensor) and mask.dim() == 4:  # one mask per head
-            check_bool_mask(mask, (batch, self.num_heads, n_queries, n_keys), target="weights")
-            if mask.shape[1] == 1:
-                return mask.unsqueeze(1)  # (B|1, 1, 1, L|1, S|1)
-            return mask.unflatten(1, (self.num_kv_heads, -1))  # (B|1, Hkv, group, L|1, S|1)
-        check_bool_mask(mask, scores_shape, target="scores (B, L, S)")
-        mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))  # (B|1, L|1, S|1)
-        return mask[:, None, None]  # (B|1, 1, 1, L|1, S|1): the same for every head
+        if mask.shape[2] == 1 and (group == 1 or mask.shape[3] == 1):
+            return mask.squeeze(2)  # (B|1, Hkv|1, L|1, S|1): broadcasts over G·L as it is
+        mask = mask.expand(*mask.shape[:2], group, n_queries, mask.shape[-1])
+        return mask.flatten(2, 3)  # (B|1, Hkv|1, G·L, S|1)
 
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:

@@ -3,6 +3,8 @@ attention against a repeat_interleave reference, masks, gradients, invariants an
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -161,6 +163,63 @@ def test_grouped_query_attention_equals_repeat_interleave_reference(num_kv_heads
     output, weights = module(query, key, mask=per_head, need_weights=True)
     torch.testing.assert_close(output, _gqa_reference(module, query, key, key, per_head))
     assert torch.equal(weights == 0, ~per_head)
+
+
+_MASK_SHAPES = [(7,), (2, 1, 7), (5, 7), (2, 5, 7), (2, 1, 5, 7), (1, 8, 1, 7), (2, 8, 5, 7)]
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 8])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("mask_shape", [None, *_MASK_SHAPES])
+def test_grouped_query_attention_with_every_mask_layout_and_causal(
+    num_kv_heads, causal, mask_shape
+):
+    """The queries of a group are stacked as G·L rows: masks and the causal mask must follow."""
+    torch.manual_seed(8)
+    module = ma.MultiHeadAttention(32, 8, num_kv_heads=num_kv_heads).eval()
+    query, key = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    mask = None
+    if mask_shape is not None:
+        mask = torch.rand(mask_shape, generator=torch.Generator().manual_seed(3)) > 0.3
+        mask[..., 0] = True  # every query keeps a key: the reference would give NaN otherwise
+    allowed = torch.ones(1, 1, 5, 7, dtype=torch.bool)  # (B, H, L, S) for the reference
+    if mask is not None and mask.dim() == 4:
+        allowed = allowed & mask  # one mask per head
+    elif mask is not None:  # the same for every head: (B|1, L|1, S) -> (B|1, 1, L|1, S)
+        allowed = allowed & mask.reshape((1,) * (3 - mask.dim()) + mask_shape).unsqueeze(1)
+    if causal:
+        allowed = allowed & ma.causal_mask(5, 7)
+    output, weights = module(query, key, mask=mask, causal=causal, need_weights=True)
+    torch.testing.assert_close(output, _gqa_reference(module, query, key, key, allowed))
+    assert weights.shape == (2, 8, 5, 7)
+    assert torch.equal(weights == 0, ~allowed.expand(2, 8, 5, 7))
+
+
+def test_grouped_query_attention_never_repeats_keys_or_values():
+    """No operation sees a key or value tensor repeated for the query heads of a group, and
+    for one sequence K and V are not copied at all (with several sequences the matrix product
+    gathers the head-split view of K into one block of K's size, as for ordinary multi-head
+    attention)."""
+    from torch.profiler import profile
+
+    torch.manual_seed(9)
+    module = ma.MultiHeadAttention(64, 8, num_kv_heads=2).eval()  # D = 8, groups of G = 4
+    n_queries, n_keys = 5, 11  # L ≠ S ≠ D: a tensor of keys or values shows by its last sizes
+    for batch in (1, 3):
+        query, key = torch.randn(batch, n_queries, 64), torch.randn(batch, n_keys, 64)
+        with profile(record_shapes=True) as prof, torch.no_grad():
+            module(query, key, causal=True)
+        kv_size = batch * module.num_kv_heads * n_keys * 8
+        seen = [  # (operation, shape) of every input that holds keys or values
+            (event.name, tuple(shape))
+            for event in prof.events()
+            for shape in event.input_shapes
+            if len(shape) >= 4 and sorted(shape[-2:]) == [8, n_keys]
+        ]
+        assert seen, "the profile should show the keys and values"
+        assert all(math.prod(shape) <= kv_size for _, shape in seen), seen  # never repeated
+        copies = [shape for name, shape in seen if name == "aten::copy_"]
+        assert len(copies) == (0 if batch == 1 else 4), seen  # copy_(dst, src): 2 per copy
 
 
 def test_heads_of_one_group_share_keys():
