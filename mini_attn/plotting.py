@@ -35,6 +35,9 @@ def plot_attention(
     ylabel: str = "queries",
     cmap: str = "viridis",
     colorbar: bool = True,
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    colorbar_label: str = "weight",
 ):
     """Draw a weight matrix as a labelled heat map: one row per query, one column per key.
 
@@ -47,7 +50,13 @@ def plot_attention(
         xlabel (str): the name of the horizontal axis. Default: ``"keys"``.
         ylabel (str): the name of the vertical axis. Default: ``"queries"``.
         cmap (str): a matplotlib colour map. Default: ``"viridis"``.
-        colorbar (bool): add a colour bar labelled "weight". Default: True.
+        colorbar (bool): add a colour bar. Default: True.
+        vmin (float, optional): the value drawn with the lowest colour; smaller values are
+            drawn with it too. None takes the smallest value of ``weights``. Default: 0, the
+            smallest possible weight.
+        vmax (float, optional): the value drawn with the highest colour. Default: None, the
+            largest value of ``weights``.
+        colorbar_label (str): the label of the colour bar. Default: ``"weight"``.
 
     Returns:
         matplotlib Axes: the axes drawn on.
@@ -66,7 +75,9 @@ def plot_attention(
             raise ValueError(f"{name} has {len(labels)} labels but weights has {n} {what}")
     if ax is None:
         _, ax = plt.subplots(figsize=(max(3.0, 0.3 * n_cols + 1.5), max(2.5, 0.3 * n_rows + 1)))
-    image = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest", vmin=0)
+    image = ax.imshow(
+        matrix, cmap=cmap, aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax
+    )
     if x_labels is not None:
         ax.set_xticks(range(n_cols), [str(s) for s in x_labels], rotation=90)
     if y_labels is not None:
@@ -76,5 +87,5 @@ def plot_attention(
     if title is not None:
         ax.set_title(title)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, label="weight", fraction=0.046, pad=0.04)
+        ax.figure.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
     return ax

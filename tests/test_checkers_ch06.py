@@ -100,6 +100,32 @@ def test_multi_head_attention_with_the_mask_inverted():
         check_multi_head_attention(inverted)
 
 
+def test_multi_head_attention_with_the_mask_given_no_head_axis():
+    """The likely slip: a (B, 1, N) mask passed as it is, its batch axis against the heads."""
+
+    def no_head_axis(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        q, k, v = (ma.split_heads(x @ w, num_heads) for w in (w_q, w_k, w_v))  # (B, H, N, D)
+        context, _ = ma.scaled_dot_product_attention(q, k, v, mask=mask)
+        return ma.merge_heads(context) @ w_o
+
+    with pytest.raises(CheckFailed, match=r"(?s)B=3 sequences.*raised.*mask\.unsqueeze\(-3\)"):
+        check_multi_head_attention(no_head_axis)
+
+
+def test_multi_head_attention_with_the_mask_read_as_heads_when_b_equals_h():
+    """Where B = H the same slip runs silently; the checker still names it."""
+
+    def no_head_axis(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        q, k, v = (ma.split_heads(x @ w, num_heads) for w in (w_q, w_k, w_v))
+        if mask is not None and mask.shape[0] != num_heads:
+            mask = mask.unsqueeze(-3)  # right for the B ≠ H case, wrong (absent) for B = H
+        context, _ = ma.scaled_dot_product_attention(q, k, v, mask=mask)
+        return ma.merge_heads(context) @ w_o
+
+    with pytest.raises(CheckFailed, match=r"(?s)B=2 sequences.*wrong value.*mask\.unsqueeze\(-3\)"):
+        check_multi_head_attention(no_head_axis)
+
+
 # --- repeat_kv --------------------------------------------------------------------------------
 
 

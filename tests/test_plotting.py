@@ -30,6 +30,23 @@ def test_draws_on_a_given_axes_without_colorbar_and_accepts_numpy():
     plt.close(fig)
 
 
+def test_colour_limits_and_colorbar_label():
+    similarity = torch.tensor([[1.0, -0.1], [-0.1, 1.0]])
+    ax = ma.plot_attention(similarity)  # default: weights, drawn from 0 (negatives clipped)
+    assert ax.get_images()[0].get_clim() == (0.0, 1.0)
+    assert ax.figure.axes[1].get_ylabel() == "weight"
+    plt.close(ax.figure)
+    ax = ma.plot_attention(
+        similarity, vmin=-1, vmax=1, cmap="RdBu_r", colorbar_label="cosine similarity"
+    )
+    assert ax.get_images()[0].get_clim() == (-1.0, 1.0)
+    assert ax.figure.axes[1].get_ylabel() == "cosine similarity"
+    plt.close(ax.figure)
+    ax = ma.plot_attention(similarity, vmin=None)  # None: the data's own range
+    assert ax.get_images()[0].get_clim() == pytest.approx((-0.1, 1.0))
+    plt.close(ax.figure)
+
+
 def test_requires_grad_tensors_are_fine():
     ax = ma.plot_attention(torch.rand(2, 2, requires_grad=True))
     plt.close(ax.figure)

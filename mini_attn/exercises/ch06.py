@@ -56,7 +56,8 @@ def check_split_heads(fn) -> None:
 
 def _reference_mha(x, w_q, w_k, w_v, w_o, num_heads, mask):
     embed_dim = x.shape[-1]
-    module = MultiHeadAttention(embed_dim, num_heads, bias=False).to(x.dtype)
+    with torch.random.fork_rng(devices=[]):  # the weights are replaced: leave the learner's RNG
+        module = MultiHeadAttention(embed_dim, num_heads, bias=False).to(x.dtype)
     with torch.no_grad():  # nn.Linear computes x Wᵀ: our (E, E) matrices are used as x W
         for proj, w in zip(
             (module.q_proj, module.k_proj, module.v_proj, module.out_proj),
@@ -67,13 +68,20 @@ def _reference_mha(x, w_q, w_k, w_v, w_o, num_heads, mask):
         return module(x, mask=mask)[0]
 
 
+_MASK_HINT = (
+    "the scores of all heads have shape (B, H, N, N), and a (B, 1, N) or (B, N, N) mask lines "
+    "up with their last three axes, its batch axis against the heads. Give the mask an axis "
+    "for the heads: mask.unsqueeze(-3), shape (B, 1, 1, N) or (B, 1, N, N)."
+)
+
+
 def check_multi_head_attention(fn) -> None:
     """Exercise 6.2: multi-head self-attention from four ``(E, E)`` matrices.
 
     ``fn(x (B, N, E), w_q, w_k, w_v, w_o, num_heads, mask=None) -> (B, N, E)``: ``Q = x w_q``
     (likewise K and V), split into heads, ``softmax(Q Kᵀ / √D) V`` in each head with
     ``D = E // num_heads``, heads merged, times ``w_o``. ``mask`` is boolean, broadcastable to
-    ``(B, N, N)``, ``True`` where a query may attend to a key.
+    ``(B, N, N)``, ``True`` where a query may attend to a key, the same for every head.
     """
     g = torch.Generator().manual_seed(1)
 
@@ -81,12 +89,22 @@ def check_multi_head_attention(fn) -> None:
         return [torch.randn(embed_dim, embed_dim, generator=g) / embed_dim**0.5 for _ in range(4)]
 
     padding = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, :]
+    padding3 = torch.tensor(
+        [[True] * 5, [True, True, True, False, False], [True] * 2 + [False] * 3]
+    )
     cases = [
         ("one head (ordinary attention)", torch.randn(2, 4, 8, generator=g), weights(8), 1, None),
         ("four heads", torch.randn(2, 4, 8, generator=g), weights(8), 4, None),
         ("three heads, E=12, N=6", torch.randn(1, 6, 12, generator=g), weights(12), 3, None),
         (
-            "two heads with a padding mask",
+            "B=3 sequences, two heads, a padding mask (3, 1, 5)",
+            torch.randn(3, 5, 8, generator=g),
+            weights(8),
+            2,
+            padding3[:, None, :],
+        ),
+        (
+            "B=2 sequences, two heads, a padding mask (2, 1, 5)",
             torch.randn(2, 5, 8, generator=g),
             weights(8),
             2,
@@ -108,12 +126,23 @@ def check_multi_head_attention(fn) -> None:
             transposed = [w.T for w in ws]
             if torch.allclose(got, _reference_mha(x, *transposed, num_heads, mask), atol=1e-5):
                 return "use the matrices as x @ w (Q = x w_q), not x @ w.T."
-            inverted = None if mask is None else _reference_mha(x, *ws, num_heads, ~mask)
-            if inverted is not None and torch.allclose(got[1], inverted[1], atol=1e-5):
+            if mask is None:
+                return None
+            inverted = _reference_mha(x, *ws, num_heads, ~mask)
+            if torch.allclose(got[1], inverted[1], atol=1e-5):
                 return "the mask is True where a query MAY attend; yours is inverted."
+            if mask.shape[0] == num_heads:  # a (B, 1, N) mask read as (H, 1, N): silently wrong
+                by_head = _reference_mha(x, *ws, num_heads, mask.unsqueeze(0))  # (1, H, 1, N)
+                if torch.allclose(got, by_head, atol=1e-5):
+                    return _MASK_HINT
             return None
 
-        got = call(fn, case, x.clone(), *[w.clone() for w in ws], num_heads, mask=mask)
+        try:
+            got = call(fn, case, x.clone(), *[w.clone() for w in ws], num_heads, mask=mask)
+        except CheckFailed as failure:
+            if mask is None or failure.__cause__ is None:  # no mask, or not a crash
+                raise
+            raise CheckFailed(f"{failure}\nHint: {_MASK_HINT}") from failure.__cause__
         expect_close(case, got, expected, what="the output", hint=hint)
     passed("multi_head_attention", len(cases))
 
