@@ -24,6 +24,7 @@ halfway.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import importlib.util
@@ -230,11 +231,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
 
 
-def _default_out(info: dict, preset: str | None) -> Path:
+def _default_out(info: dict, preset: str | None, variant: Sequence[str] = ()) -> Path:
+    """``bench-<device>-<preset>[-<variant>...].json``: a run that changes the preset's
+    settings (``custom``), masks (``causal``) or allows TF32 (``tf32``) gets its own name, so
+    that it never overwrites the preset's record."""
     name = _slug(info["name"])
     if info["type"] == "cpu":
         name = f"cpu-{name}-{info['threads']}-threads"
-    return Path(f"bench-{name}" + (f"-{preset}" if preset else "") + ".json")
+    parts = [f"bench-{name}", *([preset] if preset else []), *variant]
+    return Path("-".join(parts) + ".json")
 
 
 def _versions() -> dict:
@@ -459,6 +464,7 @@ def run_bench(
         mininterval=1.0 if sys.stderr.isatty() else 600.0,
     )
     compiled = None
+    error_seen = False
     failed: dict = {}  # (dtype, head_dim, method) -> the status that stops larger lengths
     for dtype, head_dim, method, seq_len in bar:
         bar.set_postfix_str(f"{method} {dtype} D={head_dim} L={seq_len}", refresh=False)
@@ -486,7 +492,10 @@ def run_bench(
                 entry.update(_run_one(fn, q, k, v, device=device, warmup=warmup, repeats=repeats))
                 flops = attention_flops(batch, heads, seq_len, seq_len, head_dim, causal=causal)
                 entry["tflops"] = _sig(flops / (entry["median_ms"] / 1e3) / 1e12)
+                if method == "triton" and dtype == "float32" and device.type == "cuda":
+                    entry["note"] = "tl.dot multiplies float32 in TF32, whatever --tf32 says"
             except Exception as error:  # one configuration must not stop the sweep
+                error_seen = True  # its traceback holds the inputs: collect it below
                 status, note = _classify(error)
                 entry.update(status=status, note=note)
                 if status == "oom":  # larger lengths need more: do not try them
@@ -495,9 +504,13 @@ def run_bench(
                     failed[group] = (status, note)
             finally:
                 q = k = v = None
-                gc.collect()
+                if error_seen:
+                    gc.collect()  # only then: a full collection takes a noticeable time
+                    error_seen = False
                 if device.type == "cuda":
-                    torch.cuda.empty_cache()
+                    # a broken CUDA context raises here too: the next entry will say so
+                    with contextlib.suppress(RuntimeError):
+                        torch.cuda.empty_cache()
         record["results"].append(entry)
     bar.close()
     record["environment"]["load_average_end"] = _load_average()
@@ -732,7 +745,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        help="the JSON file, or a folder for bench-<device>-<preset>.json (default: here)",
+        help=(
+            "the JSON file, or a folder for bench-<device>-<preset>.json (default: here); "
+            "-custom, -causal, -tf32 are added to the name when the run changes the preset"
+        ),
     )
     return parser
 
@@ -754,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         preset = "full" if device.type == "cuda" else "small"
     sizes = dict(PRESETS[preset])
+    variant = []
     for name in (
         "seq_lens",
         "head_dims",
@@ -766,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if getattr(args, name) is not None:
             sizes[name] = getattr(args, name)
+            variant = ["custom"]
+    variant += ["causal"] * args.causal + ["tf32"] * args.tf32
     if args.methods is None:
         sizes["methods"] = _with_triton(sizes["methods"], device)
     if args.tf32:
@@ -782,9 +801,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset=preset,
         **sizes,
     )
-    out = args.out or _default_out(record["device"], preset)
+    out = args.out or _default_out(record["device"], preset, variant)
     if out.is_dir():
-        out = out / _default_out(record["device"], preset)
+        out = out / _default_out(record["device"], preset, variant)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     counts: dict[str, int] = {}

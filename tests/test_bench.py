@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,15 @@ def tiny(tmp_path_factory):
     """The real command, in a fresh process, in its tiny mode: (record, stdout, stderr)."""
     out = tmp_path_factory.mktemp("bench") / "tiny.json"
     args = ["--tiny", "--out", str(out)]
+    # without TRITON_INTERPRET, which test_triton_attention sets for this whole process: on
+    # a GPU the tiny run then compiles the Triton kernel instead of interpreting it
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     done = subprocess.run(
         [sys.executable, "-m", "mini_attn.bench", *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return bench.load_bench(out), done.stdout, done.stderr, args
@@ -222,3 +227,15 @@ def test_the_compiled_method_compiles_once(monkeypatch):
     )
     assert [e["status"] for e in record["results"]] == ["ok"] * 4
     assert compiled == [{"dynamic": True}]
+
+
+def test_a_run_that_changes_the_preset_gets_its_own_file_name():
+    """Two runs of one preset on one machine must not overwrite each other's record."""
+    gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}
+    assert bench._default_out(gpu, "full").name == "bench-nvidia-h100-80gb-hbm3-full.json"
+    custom = bench._default_out(gpu, "full", ["custom", "causal"])
+    assert custom.name == "bench-nvidia-h100-80gb-hbm3-full-custom-causal.json"
+    cpu = {"type": "cpu", "name": "Intel(R) Xeon(R) CPU @ 2.50GHz", "threads": 1}
+    assert (
+        bench._default_out(cpu, "small").name == "bench-cpu-intel-xeon-2-50ghz-1-threads-small.json"
+    )
