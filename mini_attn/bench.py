@@ -29,10 +29,12 @@ import datetime
 import gc
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -331,6 +333,12 @@ def _too_big_for_cpu(method, batch, heads, seq_len, element_size) -> str | None:
     return None
 
 
+# a timed run lasts at least this long: a short call is repeated back to back inside it,
+# so that the time per call measures the work, not the Python overhead of one launch
+_MIN_RUN_SECONDS = 1e-3
+_MAX_CALLS_PER_RUN = 100
+
+
 def _run_one(fn, q, k, v, *, device, warmup, repeats) -> dict:
     with torch.no_grad():
         start = time.perf_counter()
@@ -338,13 +346,22 @@ def _run_one(fn, q, k, v, *, device, warmup, repeats) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         first = time.perf_counter() - start
-        timing = time_function(lambda: fn(q, k, v), device=device, warmup=warmup, repeats=repeats)
+        one = time_function(lambda: fn(q, k, v), device=device, warmup=warmup, repeats=1).min
+        calls = min(_MAX_CALLS_PER_RUN, max(1, math.ceil(_MIN_RUN_SECONDS / max(one, 1e-9))))
+
+        def run():
+            for _ in range(calls):
+                fn(q, k, v)
+
+        timing = time_function(run, device=device, warmup=0, repeats=repeats)
         peak = measure_peak_memory(lambda: fn(q, k, v), device=device)
+    times = [t / calls for t in timing.times]  # seconds per call
     return {
         "first_call_ms": _sig(first * 1e3),
-        "median_ms": _sig(timing.median * 1e3),
-        "min_ms": _sig(timing.min * 1e3),
-        "times_ms": [_sig(t * 1e3) for t in timing.times],
+        "median_ms": _sig(statistics.median(times) * 1e3),
+        "min_ms": _sig(min(times) * 1e3),
+        "times_ms": [_sig(t * 1e3) for t in times],
+        "calls_per_run": calls,
         "peak_memory_bytes": int(peak),
     }
 
@@ -372,7 +389,9 @@ def run_bench(
     For every dtype, head size, method and sequence length (``L = S``), in that order, the
     inputs are seeded random tensors of shape :math:`(B, H, L, D)`; the method is called
     once (``first_call_ms``), then timed with :func:`~mini_attn.time_function` (``warmup``
-    untimed calls, ``repeats`` timed ones) and measured once with
+    untimed calls, ``repeats`` timed runs; a run repeats a call that takes less than a
+    millisecond back to back, up to 100 times, ``calls_per_run``, so that the time per call
+    measures the work rather than the overhead of one launch) and measured once with
     :func:`~mini_attn.measure_peak_memory`, all under :func:`torch.no_grad`. After an
     out-of-memory error the larger lengths of the same method are skipped.
 
@@ -402,7 +421,8 @@ def run_bench(
         ``results``, a list of one dict per configuration with ``method``, ``dtype``,
         ``head_dim``, ``seq_len``, ``status`` (``"ok"``, ``"oom"``, ``"unsupported"``,
         ``"skipped"`` or ``"error"``), ``note``, and when ``ok`` ``median_ms``, ``min_ms``,
-        ``times_ms``, ``first_call_ms``, ``tflops`` and ``peak_memory_bytes``.
+        ``times_ms`` (per call), ``calls_per_run``, ``first_call_ms``, ``tflops`` and
+        ``peak_memory_bytes``.
 
     Shape legend: ``B`` batch, ``H`` heads, ``L`` queries, ``S`` keys, ``D`` head size.
     """

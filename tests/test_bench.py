@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -239,3 +240,22 @@ def test_a_run_that_changes_the_preset_gets_its_own_file_name():
     assert (
         bench._default_out(cpu, "small").name == "bench-cpu-intel-xeon-2-50ghz-1-threads-small.json"
     )
+
+
+def test_a_short_call_is_timed_back_to_back():
+    """A call far shorter than a millisecond is repeated inside each timed run, and the
+    times are per call: the launch overhead of one call does not dominate them."""
+    calls = []
+    q = k = v = torch.zeros(1)
+    entry = bench._run_one(
+        lambda *args: calls.append(1), q, k, v, device=torch.device("cpu"), warmup=1, repeats=3
+    )
+    assert 1 < entry["calls_per_run"] <= 100
+    # the first call, warm-up and calibration (1 + 1 + 1), the timed runs, the memory run
+    assert len(calls) == 3 + 3 * entry["calls_per_run"] + 1
+    assert len(entry["times_ms"]) == 3 and entry["median_ms"] < 1.0
+
+    slow = bench._run_one(
+        lambda *args: time.sleep(2e-3), q, k, v, device=torch.device("cpu"), warmup=0, repeats=2
+    )
+    assert slow["calls_per_run"] == 1 and slow["min_ms"] >= 2.0
