@@ -108,7 +108,9 @@ def test_a100_defaults_fit():
     builds = compile_for_gpu(configs, gpu="A100")
     assert all(b.fits and b.local_bytes == 0 and b.tensor_core_op == "mma" for b in builds), builds
     stages = {(b.dtype, b.head_dim): b.num_stages for b in builds}
-    assert stages[("float32", 128)] == 1  # 2 stages need 192 KiB; an A100 allows 163 KiB
+    # the count for 2 stages, 192 KiB, exceeds an A100's 163 KiB; the compiler would need
+    # less (the count is an upper bound off an H100): the launcher errs on the safe side
+    assert stages[("float32", 128)] == 1
     assert stages[("bfloat16", 128)] == 3
 
 
