@@ -438,7 +438,7 @@ def run_bench(
     info = _device_info(device)
     record = {
         "schema": SCHEMA,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
         "device": info,
         "versions": _versions(),
