@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -138,10 +139,6 @@ def _normalise(config: dict) -> dict:
 # ---- the child process: a stand-in driver, then the launchers ----
 
 
-class _Compiled(Exception):
-    pass
-
-
 class _StandInDriver:
     """Enough of a Triton driver to compile for ``gpu`` and launch nothing."""
 
@@ -174,8 +171,6 @@ class _StandInDriver:
 
 def _resources(cubin: bytes) -> tuple[int, int]:
     """Registers per thread and local-memory bytes per thread, as ``cuobjdump`` reads them."""
-    import tempfile
-
     import triton
 
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
