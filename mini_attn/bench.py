@@ -383,6 +383,7 @@ def run_bench(
     progress: bool = True,
     command: str | None = None,
     preset: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict:
     """Run the sweep and return the record that ``python -m mini_attn.bench`` writes.
 
@@ -414,6 +415,10 @@ def run_bench(
         command (str, optional): the command line to record. Default: None (a call from
             Python).
         preset (str, optional): the name of the preset the sizes come from, to record.
+        checkpoint (str or path, optional): a file to write the record to after every
+            configuration, marked ``"complete": false`` in its ``environment`` until the
+            sweep ends (then ``true``), so that a run cut short keeps what it measured.
+            Default: None.
 
     Returns:
         dict: the record: ``schema``, ``date``, ``command``, ``device``, ``versions``,
@@ -461,6 +466,7 @@ def run_bench(
         "environment": {
             "load_average_start": _load_average(),
             "torch_threads": torch.get_num_threads(),
+            "complete": False,
         },
         "ceilings": None,
         "sync_demo": None,
@@ -532,13 +538,25 @@ def run_bench(
                     with contextlib.suppress(RuntimeError):
                         torch.cuda.empty_cache()
         record["results"].append(entry)
+        if checkpoint is not None:
+            _write_record(record, Path(checkpoint))
     bar.close()
     record["environment"]["load_average_end"] = _load_average()
     record["environment"]["seconds"] = round(time.perf_counter() - start, 1)
+    record["environment"]["complete"] = True
+    if checkpoint is not None:
+        _write_record(record, Path(checkpoint))
     return record
 
 
 # --- reading and showing a record ----------------------------------------------------------
+
+
+def _write_record(record: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(path)  # never a half-written file, even if the run is killed here
 
 
 def load_bench(path: str | os.PathLike) -> dict:
@@ -585,12 +603,18 @@ def describe_bench(record: dict) -> str:
         device = f"{info['type'].upper()} {info['name']} ({threads} thread{'s' * (threads != 1)})"
     command = record["command"] or "run_bench(...) called from Python"
     load = record.get("environment", {}).get("load_average_start")
+    stopped = record.get("environment", {}).get("complete") is False
     return (
         f"{device}; torch {versions['torch']}, Python {versions['python']}, "
         f"mini_attn {versions['mini_attn']}; recorded {record['date']}"
         + (f" (load average {load[0]})" if load else "")
         + f"; B={settings['batch']}, H={settings['heads']}, "
         f"causal={settings['causal']}; command: {command}"
+        + (
+            f"; INCOMPLETE: the run stopped after {len(record['results'])} configurations"
+            if stopped
+            else ""
+        )
     )
 
 
@@ -811,6 +835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    out = args.out or _default_out(_device_info(device), preset, variant)
+    if out.is_dir():
+        out = out / _default_out(_device_info(device), preset, variant)
     record = run_bench(
         device=device,
         causal=args.causal,
@@ -819,13 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         command="python -m mini_attn.bench" + ("" if not argv else " " + shlex.join(argv)),
         preset=preset,
+        checkpoint=out,  # written after every configuration: a run cut short keeps its data
         **sizes,
     )
-    out = args.out or _default_out(record["device"], preset, variant)
-    if out.is_dir():
-        out = out / _default_out(record["device"], preset, variant)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
     counts: dict[str, int] = {}
     for entry in record["results"]:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1

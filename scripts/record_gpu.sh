@@ -19,7 +19,8 @@ python3 -c "import platform, torch, triton; print('python', platform.python_vers
 'torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" \
     2>&1 | tee "$out/versions.txt"
 
-# first the record, the part that only a GPU can give
+# first the record, the part that only a GPU can give (written after every configuration:
+# if the timeout stops it, what it measured is kept, marked incomplete)
 timeout 360 python3 -m mini_attn.bench --no-progress --out book/data 2>&1 | tee "$out/bench.log"
 cp book/data/bench-*.json "$out/" 2>/dev/null
 

@@ -259,3 +259,34 @@ def test_a_short_call_is_timed_back_to_back():
         lambda *args: time.sleep(2e-3), q, k, v, device=torch.device("cpu"), warmup=0, repeats=2
     )
     assert slow["calls_per_run"] == 1 and slow["min_ms"] >= 2.0
+
+
+def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
+    """The record is rewritten after every configuration, marked incomplete until the end."""
+    calls = 0
+    real = bench._run_one
+
+    def stop_at_the_third(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # as a killed or interrupted run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "_run_one", stop_at_the_third)
+    path = tmp_path / "cut.json"
+    settings = dict(device="cpu", head_dims=[16], dtypes=["float32"], methods=["naive"])
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(seq_lens=[8, 16, 32, 64], measure_ceilings=False, progress=False,
+                        warmup=0, repeats=1, checkpoint=path, **settings)  # fmt: skip
+    cut = bench.load_bench(path)
+    assert [e["seq_len"] for e in cut["results"]] == [8, 16]
+    assert cut["environment"]["complete"] is False
+    assert "INCOMPLETE: the run stopped after 2 configurations" in bench.describe_bench(cut)
+    assert not list(tmp_path.glob("*.part"))
+
+    monkeypatch.setattr(bench, "_run_one", real)
+    whole = bench.run_bench(seq_lens=[8, 16], measure_ceilings=False, progress=False,
+                            warmup=0, repeats=1, checkpoint=path, **settings)  # fmt: skip
+    assert bench.load_bench(path)["environment"]["complete"] is True
+    assert len(whole["results"]) == 2 and "INCOMPLETE" not in bench.describe_bench(whole)
