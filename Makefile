@@ -13,7 +13,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book test lint format serve ipynb notebooks chapter clean
+.PHONY: help install book student-book test lint format serve ipynb notebooks chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ book: $(STAMP) $(MATHJAX)  ## install what is needed and build the HTML book, ev
 	@echo
 	@echo "The book is built: open file://$(abspath _build/html/index.html)"
 	@echo "or serve it with: make serve   (then http://127.0.0.1:8000)"
+
+student-book: $(STAMP) $(MATHJAX)  ## the book without solutions, for students, in _build/students/ (after make book)
+	@mkdir -p _build
+	$(BIN)/python scripts/student_config.py > _build/students-config.yml
+	$(BIN)/jupyter-book build . --config _build/students-config.yml --path-output _build/students --all -W -n --keep-going
+	@echo "The students' copy is built: open file://$(abspath _build/students/_build/html/index.html)"
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check mini_attn tests scripts _ext

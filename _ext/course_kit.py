@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.transforms import SphinxTransform
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective, SphinxRole
@@ -103,6 +104,31 @@ def _config_inited(app, config):
 # --------------------------------------------------------------------------- the notebooks
 
 
+def _editions(config) -> tuple[str, ...]:
+    """The notebooks this build offers: the student ones only in the students' copy
+    (``course_kit_students``, set by ``make student-book``), else both editions."""
+    return ("student",) if config.course_kit_students else EDITIONS
+
+
+class RemoveSolutions(SphinxTransform):
+    """The students' copy: every solution leaves the pages, its text, code and outputs.
+
+    It runs after sphinx-exercise has merged each ``solution-start`` … ``solution-end``
+    into one solution node (sphinx-exercise's own ``hide_solutions`` drops only the start
+    of a gated solution, and the build then fails on its orphaned end).
+    """
+
+    default_priority = 20  # after sphinx-exercise's MergeGatedSolutions (10)
+
+    def apply(self):
+        if not self.config.course_kit_students:
+            return
+        from sphinx_exercise.nodes import solution_node
+
+        for node in list(self.document.findall(solution_node)):
+            node.parent.remove(node)
+
+
 def _chapter_stems() -> dict[str, Path]:
     return {f"book/{p.stem}": p for p in CHAPTERS}
 
@@ -124,7 +150,7 @@ def _page_buttons(app, pagename, templatename, context, doctree):
             "icon": "fas fa-book" if edition == "student" else "fas fa-chalkboard-teacher",
             "label": f"download-{edition}-notebook-button",
         }
-        for edition in EDITIONS
+        for edition in _editions(app.config)
     ]
     group = next((b for b in buttons if b.get("label") == "download-buttons"), None)
     if group is None:
@@ -157,7 +183,11 @@ def _write_notebooks(app, exception):
     if exception is not None or app.builder.format != "html":
         return
     repository_url = app.config.html_theme_options.get("repository_url") or ""
-    written = export(out=Path(app.outdir) / NOTEBOOKS, repository_url=repository_url)
+    written = export(
+        out=Path(app.outdir) / NOTEBOOKS,
+        repository_url=repository_url,
+        with_solutions=_editions(app.config) == EDITIONS,
+    )
     LOGGER.info(f"course kit: {len(written)} notebooks written to {NOTEBOOKS}/")
 
 
@@ -269,7 +299,7 @@ class CourseChapters(_ChaptersDirective):
             links = " · ".join(
                 f'<a href="{self.relative(f"{NOTEBOOKS}/{e}/{info.path.stem}.ipynb")}" '
                 f'download="{info.path.stem}-{e}.ipynb">{e}</a>'
-                for e in EDITIONS
+                for e in _editions(self.config)
             )
             rows.append(
                 f"* - {{doc}}`{info.number}. {_escape(info.title)} <{self.relative(docname)}>`\n"
@@ -318,6 +348,8 @@ class CourseExercises(_ChaptersDirective):
 
 
 def setup(app):
+    app.add_config_value("course_kit_students", False, "env")
+    app.add_transform(RemoveSolutions)
     app.connect("config-inited", _config_inited, priority=900)
     app.connect("html-page-context", _page_buttons, priority=600)
     app.connect("build-finished", _write_notebooks)

@@ -456,10 +456,14 @@ def repository_url_from_config(config: Path = ROOT / "_config.yml") -> str:
 
 
 def export(
-    chapters: list[Path] | None = None, out: Path = OUT, repository_url: str | None = None
+    chapters: list[Path] | None = None,
+    out: Path = OUT,
+    repository_url: str | None = None,
+    with_solutions: bool = True,
 ) -> list[Path]:
     """Write ``out/{instructor,student}/NN-name.ipynb`` and the nbgrader source
-    ``out/nbgrader/source/NN-name/NN-name.ipynb`` of every chapter; return the paths."""
+    ``out/nbgrader/source/NN-name/NN-name.ipynb`` of every chapter; return the paths.
+    Without solutions (the students' copy of the book), the student notebooks only."""
     chapters = CHAPTERS if chapters is None else chapters
     repository_url = repository_url_from_config() if repository_url is None else repository_url
     bibliography = _bibliography()
@@ -467,6 +471,8 @@ def export(
     for path in chapters:
         notebooks = editions(path, repository_url, bibliography)
         notebooks["nbgrader"] = nbgrader_edition(notebooks["instructor"])
+        if not with_solutions:
+            notebooks = {"student": notebooks["student"]}
         for edition, notebook in notebooks.items():
             target = out / edition / f"{path.stem}.ipynb"
             if edition == "nbgrader":  # nbgrader's course folder: source/<assignment>/<notebook>
