@@ -186,7 +186,7 @@ def _write_notebooks(app, exception):
     written = export(
         out=Path(app.outdir) / NOTEBOOKS,
         repository_url=repository_url,
-        with_solutions=_editions(app.config) == EDITIONS,
+        with_solutions=not app.config.course_kit_students,
     )
     LOGGER.info(f"course kit: {len(written)} notebooks written to {NOTEBOOKS}/")
 

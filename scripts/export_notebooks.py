@@ -470,8 +470,9 @@ def export(
     written = []
     for path in chapters:
         notebooks = editions(path, repository_url, bibliography)
-        notebooks["nbgrader"] = nbgrader_edition(notebooks["instructor"])
-        if not with_solutions:
+        if with_solutions:
+            notebooks["nbgrader"] = nbgrader_edition(notebooks["instructor"])
+        else:
             notebooks = {"student": notebooks["student"]}
         for edition, notebook in notebooks.items():
             target = out / edition / f"{path.stem}.ipynb"

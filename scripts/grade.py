@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 if __package__ in (None, ""):  # run as a script: make the `scripts` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.chapters import BOOK, ROOT
 from scripts.export_notebooks import editions
+from scripts.run_chapter import execute_notebook
 
 CHECKER = "exercise-checker"
 
@@ -85,14 +85,7 @@ def grade(path: Path, *, timeout: int = 600) -> tuple[int, int, list[str]]:
     """Execute the handed-in notebook at ``path``; return (passed, total, one line each)."""
     notebook = nbformat.read(path, as_version=4)
     numbers = restore_checkers(notebook)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(BOOK)}},
-    )
-    client.execute()
+    execute_notebook(notebook, BOOK, timeout=timeout, allow_errors=True)
     results, passed = [], 0
     for cell in notebook.cells:
         label = _label(cell)

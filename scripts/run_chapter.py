@@ -20,16 +20,27 @@ from nbclient.exceptions import CellExecutionError
 OUT = Path("_build/executed")
 
 
-def run(path: Path, timeout: int = 600) -> float:
-    notebook = jupytext.read(path)
+def execute_notebook(notebook, folder: Path, *, timeout: int = 600, allow_errors: bool = False):
+    """Execute ``notebook`` in place, top to bottom, in a fresh kernel whose working directory
+    is ``folder`` (``book/`` for the chapters, where they find ``data/``); return it.
+
+    Raises ``CellExecutionError`` at the first failing cell unless ``allow_errors``.
+    """
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(folder)}},
     )
-    start = time.perf_counter()
     client.execute()
+    return notebook
+
+
+def run(path: Path, timeout: int = 600) -> float:
+    notebook = jupytext.read(path)
+    start = time.perf_counter()
+    execute_notebook(notebook, path.parent, timeout=timeout)
     elapsed = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, OUT / f"{path.stem}.ipynb")

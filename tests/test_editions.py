@@ -16,7 +16,6 @@ import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from mini_attn.exercises import CheckFailed
 from scripts.chapters import (
@@ -38,6 +37,7 @@ from scripts.export_notebooks import (
     install_cell,
     nbgrader_edition,
 )
+from scripts.run_chapter import execute_notebook
 
 WRITTEN = [p for p in CHAPTERS if chapter(p).written]
 HTML = ROOT / "_build" / "html"
@@ -238,15 +238,7 @@ def _run(source: str, namespace: dict, filename: str) -> None:
 
 
 def _execute(notebook, *, allow_errors: bool):
-    client = NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        allow_errors=allow_errors,
-        resources={"metadata": {"path": str(BOOK)}},
-    )
-    client.execute()
-    return notebook
+    return execute_notebook(notebook, BOOK, allow_errors=allow_errors)
 
 
 def _errors(notebook) -> list[tuple[int, dict]]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from nbclient import NotebookClient
+
+from scripts.run_chapter import execute_notebook
 
 pytest.importorskip("triton", reason="the record includes the Triton kernel")
 
@@ -71,10 +72,7 @@ def book_with_a_gpu_record(tmp_path_factory):
 
 
 def _execute(book: Path, name: str) -> str:
-    notebook = jupytext.read(book / name)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(book)}}
-    ).execute()
+    notebook = execute_notebook(jupytext.read(book / name), book)
     return "\n".join(
         output.get("text", "")
         for cell in notebook.cells
