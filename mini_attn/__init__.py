@@ -1,66 +1,74 @@
 """mini_attn: small, tested attention mechanisms for the book "Attention, from the idea to the GPU".
 
-Everything public is importable from the top level: ``import mini_attn as ma``.
+``import mini_attn as ma``. The folders are the layers, and each imports only those above it::
+
+    core/        primitives: masked softmax, scaled dot-product attention, masks, encodings
+      ↑
+    attention/   mechanisms in PyTorch        kernels/   the same in Triton
+      ↑
+    tasks/       data sets, models, losses, the training loop
+      ↑
+    tools/       devices, timing, memory, FLOPs, figures;  bench/, exercises/
+
+What the top level holds: the primitives, the mechanisms and the tools, the names a
+reader calls to *do* attention or to *measure* it (the public API of the book's design).
+The tasks' data sets, models and losses are one level down, under ``ma.tasks``
+(``ma.tasks.make_dates``, ``ma.tasks.soft_loss``), the benchmark command is
+``python -m mini_attn.bench``, and the exercise checkers are in ``mini_attn.exercises``.
+
 Tensors are batch first; a boolean mask is ``True`` where a query may attend to a key.
-The imports are grouped by the chapter that introduces them.
 """
 
-from types import ModuleType as _ModuleType
+from . import tasks
 
-# shared by every chapter
-from .device import default_device, seed_everything
-from .masks import causal_mask, padding_mask
-from .plotting import plot_attention
-from .sdpa import scaled_dot_product_attention
-from .softmax import masked_softmax
+# --- core: the primitives -----------------------------------------------------------
+# chapter 1: the masked softmax; chapter 2: padding masks; chapter 4: causal masks and
+# positional encodings; chapter 5: scaled dot-product attention, in PyTorch and NumPy
+from .core.masks import causal_mask, padding_mask
+from .core.numpy_reference import scaled_dot_product_attention_numpy, self_attention_numpy
+from .core.positional import sinusoidal_positional_encoding
+from .core.sdpa import scaled_dot_product_attention
+from .core.softmax import masked_softmax
 
-# chapter 1: what attention is
-from .pooling import KERNELS, attention_pooling, squared_distances
-from .regression import RegressionData, make_regression_1d, regression_target
+# --- attention: the mechanisms in PyTorch ---------------------------------------------
+# chapter 1: attention pooling
+from .attention.pooling import POOLING_KERNELS, attention_pooling, squared_distances
 
-# chapter 2: soft attention
-from .scoring import AdditiveScore, BilinearScore, dot_product_score, scaled_dot_product_score
-from .soft import soft_attention
-from .dates import DATE_FORMATS, CharTokenizer, DateData, DateSplits, format_date, make_dates
-from .seq2seq import Seq2Seq, exact_matches, seq2seq_loss
-from .training import TrainingHistory, train_model
+# chapter 2: scoring functions and soft attention
+from .attention.scoring import (
+    AdditiveScore,
+    BilinearScore,
+    dot_product_score,
+    scaled_dot_product_score,
+)
+from .attention.soft import soft_attention
 
 # chapter 3: hard attention
-from .hard import gumbel_softmax_attention, hard_attention, sample_attention, topk_attention
-from .glimpses import GlimpseData, image_patches, load_digits_8x8, make_glimpse_digits
-from .glimpse_models import (
-    GlimpseClassifier,
-    argmax_loss,
-    expected_loss,
-    glimpse_accuracy,
-    glimpse_batches,
-    gumbel_loss,
-    reinforce_loss,
-    scorer_gradient,
-    soft_loss,
+from .attention.hard import (
+    gumbel_softmax_attention,
+    hard_attention,
+    sample_attention,
+    topk_attention,
 )
 
-# chapters 4 and 5: self-attention, the K/Q/V computation
-from .positional import sinusoidal_positional_encoding
-from .self_attention import SelfAttention
-from .kqv_numpy import scaled_dot_product_attention_numpy, self_attention_numpy
-from .sequences import (
-    SEQUENCE_TASKS,
-    SequenceData,
-    make_sequences,
-    sequence_accuracy,
-    sequence_target,
-)
-from .encoder import EncoderBlock, TinyEncoder, sequence_batches, token_loss, train_encoder
+# chapters 4 to 6: self-attention and multi-head attention
+from .attention.self_attention import SelfAttention
+from .attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
-# chapter 6: multi-head attention
-from .multihead import MultiHeadAttention, merge_heads, split_heads
-from .minilm import MiniLM, MiniLMLayer, load_minilm, mean_pooling, minilm_attention, minilm_path
+# chapter 8: tiled attention (the online softmax)
+from .attention.tiled import tiled_attention
 
-# chapter 7: profiling attention (the benchmark command is the module mini_attn.bench)
-from .flops import attention_bytes, attention_flops
-from .tiled import tiled_attention
-from .profiling import (
+# --- kernels: the mechanisms in Triton (Triton is imported on the first call only) ---
+# chapter 9: the fused kernel
+from .kernels.autograd import triton_attention
+
+# --- tools: devices, measurement, figures -------------------------------------------
+from .tools.device import default_device, seed_everything, threads
+from .tools.plotting import plot_attention
+
+# chapter 8: profiling attention
+from .tools.flops import attention_bytes, attention_flops
+from .tools.profiling import (
     Timing,
     attainable_flops,
     measure_copy_bandwidth,
@@ -70,14 +78,56 @@ from .profiling import (
     time_function,
 )
 
-# chapter 8: writing the fused kernel (Triton is imported on the first call only)
-from .triton_attention import triton_attention
-
 __version__ = "0.1.0"
 
-# every public name imported above (modules excluded)
-__all__ = sorted(
-    name
-    for name, value in dict(globals()).items()
-    if not name.startswith("_") and not isinstance(value, _ModuleType)
-)
+__all__ = [
+    # core
+    "causal_mask",
+    "masked_softmax",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "scaled_dot_product_attention_numpy",
+    "self_attention_numpy",
+    "sinusoidal_positional_encoding",
+    # attention: chapter 1
+    "POOLING_KERNELS",
+    "attention_pooling",
+    "squared_distances",
+    # attention: chapter 2
+    "AdditiveScore",
+    "BilinearScore",
+    "dot_product_score",
+    "scaled_dot_product_score",
+    "soft_attention",
+    # attention: chapter 3
+    "gumbel_softmax_attention",
+    "hard_attention",
+    "sample_attention",
+    "topk_attention",
+    # attention: chapters 4 to 6
+    "MultiHeadAttention",
+    "SelfAttention",
+    "merge_heads",
+    "split_heads",
+    # attention: chapter 8
+    "tiled_attention",
+    # kernels: chapter 9
+    "triton_attention",
+    # tools
+    "default_device",
+    "plot_attention",
+    "seed_everything",
+    "threads",
+    # tools: chapter 8
+    "Timing",
+    "attainable_flops",
+    "attention_bytes",
+    "attention_flops",
+    "measure_copy_bandwidth",
+    "measure_matmul_flops",
+    "measure_peak_memory",
+    "plot_roofline",
+    "time_function",
+    # the tasks, one level down: ma.tasks.NAME
+    "tasks",
+]

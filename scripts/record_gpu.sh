@@ -6,8 +6,8 @@
 #     bash scripts/record_gpu.sh OUT_DIR
 #
 # It uses the machine's own python3 (its torch and Triton, whose versions the record names),
-# records the benchmark's full sweep (chapter 7's GPU figures, and the Triton kernel of
-# chapter 8 against PyTorch's fused kernels: L = 512 ... 16384, D = 64 and 128, float32,
+# records the benchmark's full sweep (chapter 8's GPU figures, and the Triton kernel of
+# chapter 9 against PyTorch's fused kernels: L = 512 ... 16384, D = 64 and 128, float32,
 # bfloat16 and float16) into book/data/, runs the tests that need CUDA, and copies the
 # record and the logs to OUT_DIR. Commit the record under book/data/: the chapters show it.
 set -uo pipefail

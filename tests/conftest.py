@@ -21,12 +21,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_collection_modifyitems(items):
-    """Chapter 8 runs Triton kernels: without Triton its tests skip and say why."""
+    """Chapter 9 runs Triton kernels: without Triton its tests skip and say why."""
     if importlib.util.find_spec("triton") is not None:
         return
-    skip = pytest.mark.skip(reason="chapter 8 needs Triton: pip install -r requirements.txt")
+    skip = pytest.mark.skip(reason="chapter 9 needs Triton: pip install -r requirements.txt")
     for item in items:
-        if "08-fused-kernel" in item.nodeid:
+        if "09-fused-kernel" in item.nodeid:
             item.add_marker(skip)
 
 

@@ -110,7 +110,7 @@ def test_encoder_block_right_answers_pass(capsys):
     check_encoder_block(_pre_norm)
 
     def with_encoder_block(x, attention, norm1, mlp, norm2):
-        block = ma.EncoderBlock(x.shape[-1], attention)
+        block = ma.tasks.EncoderBlock(x.shape[-1], attention)
         block.norm1, block.mlp, block.norm2 = norm1, mlp, norm2
         return block(x)[0]
 

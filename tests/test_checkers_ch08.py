@@ -1,260 +1,221 @@
-"""The checkers of chapter 8 catch plausible wrong answers and say what is wrong.
-
-The reference solutions are run by test_exercises.py, from the chapter itself. The
-kernels below run in Triton's interpreter: ``TRITON_INTERPRET=1`` is set before they are
-defined (see test_triton_attention.py).
-"""
+"""Chapter 8's checkers reject plausible wrong answers with a message that helps."""
 
 from __future__ import annotations
 
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # before any kernel below is defined
-
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from mini_attn.exercises import (
     CheckFailed,
-    check_causal_single_block_kernel,
-    check_count_key_blocks,
-    check_softmax_kernel,
+    check_attainable,
+    check_online_logsumexp,
+    check_timer,
 )
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # the kernel tests skip; the counting tests still run
-    triton = None
-
-needs_triton = pytest.mark.skipif(triton is None, reason="needs Triton (requirements.txt)")
+# --- exercise 8.1: a correct timer -----------------------------------------------------------
 
 
-# --- exercise 8.2: counting key blocks (no Triton needed) ----------------------------------
+def good_timer(work, *, clock, synchronize, warmup, repeats):
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = clock()
+        work()
+        synchronize()
+        times.append(clock() - start)
+    return times
 
 
-def count_key_blocks(n_queries, n_keys, *, block_m, block_n, causal):
-    total = 0
-    for start_m in range(0, n_queries, block_m):
-        stop = min(start_m + block_m, n_queries, n_keys) if causal else n_keys
-        total += math.ceil(stop / block_n)
-    return total
+def test_a_correct_timer_passes(capsys):
+    check_timer(good_timer)
+    assert "✓ timer" in capsys.readouterr().out
 
 
-def count_ignoring_causal(n_queries, n_keys, *, block_m, block_n, causal):
-    return math.ceil(n_queries / block_m) * math.ceil(n_keys / block_n)
+def test_a_timer_that_syncs_once_after_the_warmup_also_passes(capsys):
+    def timer(work, *, clock, synchronize, warmup, repeats):
+        for _ in range(warmup):
+            work()
+        synchronize()  # the device is idle from here on, since every run ends synchronised
+        times = []
+        for _ in range(repeats):
+            start = clock()
+            work()
+            synchronize()
+            times.append(clock() - start)
+        return times
+
+    check_timer(timer)
+    assert "✓" in capsys.readouterr().out
 
 
-def count_rounding_down(n_queries, n_keys, *, block_m, block_n, causal):
-    return (n_queries // block_m) * (n_keys // block_n)
+def test_timing_without_synchronisation():
+    def timer(work, *, clock, synchronize, warmup, repeats):
+        for _ in range(warmup):
+            work()
+        times = []
+        for _ in range(repeats):
+            start = clock()
+            work()
+            times.append(clock() - start)
+        return times
+
+    with pytest.raises(CheckFailed, match=r"(?s)asynchronous.*Call synchronize\(\) after work\(\)"):
+        check_timer(timer)
 
 
-def count_padding_queries_too(n_queries, n_keys, *, block_m, block_n, causal):
-    total = 0
-    for start_m in range(0, n_queries, block_m):
-        stop = min(start_m + block_m, n_keys) if causal else n_keys  # forgets the last query
-        total += math.ceil(stop / block_n)
-    return total
+def test_timing_without_warmup():
+    def timer(work, *, clock, synchronize, warmup, repeats):
+        return good_timer(work, clock=clock, synchronize=synchronize, warmup=0, repeats=repeats)
+
+    with pytest.raises(CheckFailed, match="called 5 times; expected warmup"):
+        check_timer(timer)
 
 
-def count_unmasked_only(n_queries, n_keys, *, block_m, block_n, causal):
-    total = 0
-    for start_m in range(0, n_queries, block_m):
-        stop = min(start_m + 1, n_keys) if causal else n_keys
-        total += stop // block_n
-    return total
+def test_timing_the_first_call():
+    def timer(work, *, clock, synchronize, warmup, repeats):
+        times = good_timer(work, clock=clock, synchronize=synchronize, warmup=0, repeats=repeats)
+        for _ in range(warmup):  # the right number of calls, but the slow one is timed
+            work()
+        return times
+
+    with pytest.raises(CheckFailed, match="includes the slow first call"):
+        check_timer(timer)
 
 
-def test_count_reference_passes(capsys):
-    check_count_key_blocks(count_key_blocks)
-    assert "✓ count_key_blocks" in capsys.readouterr().out
+def test_not_synchronising_before_the_clock_starts():
+    def timer(work, *, clock, synchronize, warmup, repeats):
+        for _ in range(warmup):
+            work()
+        times = []
+        for _ in range(repeats):
+            start = clock()  # the warm-up's work is still queued
+            work()
+            synchronize()
+            times.append(clock() - start)
+        return times
+
+    with pytest.raises(CheckFailed, match="work still queued from the warm-up"):
+        check_timer(timer)
 
 
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        (count_ignoring_causal, "skips the key blocks that lie entirely above the diagonal"),
-        (count_rounding_down, "round up, as triton.cdiv does"),
-        (count_padding_queries_too, "padding queries of the last block"),
-        (count_unmasked_only, "masked blocks (on the diagonal, and the ragged last block)"),
-        (lambda *a, **k: 10.0, "should be an int, got float"),
-    ],
-    ids=["no-causal-skip", "round-down", "padding-queries", "unmasked-only", "float"],
-)
-def test_count_wrong_answers_fail_helpfully(wrong, message):
-    with pytest.raises(CheckFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_count_key_blocks(wrong)
+def test_returning_milliseconds():
+    def timer(**kwargs):
+        return [t * 1e3 for t in good_timer(**kwargs)]
+
+    def wrapped(work, **kwargs):
+        return timer(work=work, **kwargs)
+
+    with pytest.raises(CheckFailed, match=r"took 5010 ms, expected 5\.01 ms"):
+        check_timer(wrapped)
 
 
-# --- exercises 8.1 and 8.3: Triton kernels --------------------------------------------------
+def test_returning_one_number():
+    def timer(work, **kwargs):
+        return sum(good_timer(work, **kwargs))
 
-if triton is not None:
-
-    @triton.jit
-    def softmax_kernel(X, Out, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        x = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=-float("inf"))
-        e = tl.exp(x.to(tl.float32) - tl.max(x.to(tl.float32), axis=0))
-        out = e / tl.sum(e, axis=0)
-        tl.store(Out + row * n_cols + cols, out.to(Out.dtype.element_ty), mask=cols < n_cols)
-
-    @triton.jit
-    def softmax_padding_zero(X, Out, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        x = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
-        e = tl.exp(x - tl.max(x, axis=0))
-        out = e / tl.sum(e, axis=0)
-        tl.store(Out + row * n_cols + cols, out.to(Out.dtype.element_ty), mask=cols < n_cols)
-
-    @triton.jit
-    def softmax_no_max(X, Out, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        x = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=-float("inf"))
-        e = tl.exp(x.to(tl.float32))
-        out = e / tl.sum(e, axis=0)
-        tl.store(Out + row * n_cols + cols, out.to(Out.dtype.element_ty), mask=cols < n_cols)
-
-    @triton.jit
-    def softmax_row_zero_only(X, Out, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        x = tl.load(X + cols, mask=cols < n_cols, other=-float("inf")).to(tl.float32)
-        e = tl.exp(x - tl.max(x, axis=0))
-        out = e / tl.sum(e, axis=0)
-        tl.store(Out + row * n_cols + cols, out.to(Out.dtype.element_ty), mask=cols < n_cols)
-
-    @triton.jit
-    def softmax_stub(X, Out, n_cols, BLOCK: tl.constexpr):
-        raise NotImplementedError("Exercise 8.1")
-
-    @triton.jit
-    def attention_with_mask(
-        Q, K, V, Out, n_queries, n_keys, scale,
-        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr, MASK: tl.constexpr,
-    ):  # fmt: skip
-        """The exercise's kernel with the mask chosen by MASK (0: the right one)."""
-        n = tl.program_id(0)
-        rows = tl.arange(0, BLOCK_L)
-        cols = tl.arange(0, BLOCK_S)
-        dims = tl.arange(0, HEAD_DIM)
-        q_offsets = n * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + dims[None, :]
-        kv_offsets = n * n_keys * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
-        q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0)
-        k = tl.load(K + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)
-        v = tl.load(V + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)
-        scores = tl.dot(q, tl.trans(k)) * scale
-        allowed = cols[None, :] < n_keys
-        if MASK == 0:
-            allowed = allowed & (cols[None, :] <= rows[:, None])  # right: j ≤ i
-        elif MASK == 1:
-            allowed = allowed & (cols[None, :] >= rows[:, None])  # inverted
-        elif MASK == 2:
-            allowed = allowed & (cols[None, :] < rows[:, None])  # the diagonal left out
-        elif MASK == 3:
-            allowed = allowed & (
-                cols[None, :] <= rows[:, None] + n_keys - n_queries
-            )  # bottom-right
-        scores = tl.where(allowed, scores, float("-inf"))
-        weights = tl.exp(scores - tl.max(scores, axis=1)[:, None])
-        weights = weights / tl.sum(weights, axis=1)[:, None]
-        out = tl.dot(weights.to(v.dtype), v)
-        tl.store(Out + q_offsets, out.to(Out.dtype.element_ty), mask=rows[:, None] < n_queries)
-
-    @triton.jit
-    def causal_right(
-        Q, K, V, Out, n_queries, n_keys, scale,
-        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-    ):  # fmt: skip
-        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 0)
-
-    @triton.jit
-    def causal_inverted(
-        Q, K, V, Out, n_queries, n_keys, scale,
-        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-    ):  # fmt: skip
-        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 1)
-
-    @triton.jit
-    def causal_without_diagonal(
-        Q, K, V, Out, n_queries, n_keys, scale,
-        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-    ):  # fmt: skip
-        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 2)
-
-    @triton.jit
-    def causal_bottom_right(
-        Q, K, V, Out, n_queries, n_keys, scale,
-        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-    ):  # fmt: skip
-        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 3)
+    with pytest.raises(CheckFailed, match="return a list of 5 times in seconds, got float"):
+        check_timer(timer)
 
 
-@needs_triton
-def test_softmax_reference_passes(capsys):
-    check_softmax_kernel(softmax_kernel)
-    assert "✓ softmax_kernel" in capsys.readouterr().out
+# --- exercise 8.2: the roofline ---------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy overflows in wrong kernels
-@needs_triton
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        ("softmax_padding_zero", "padding lanes"),
-        ("softmax_no_max", "subtract the row's maximum"),
-        ("softmax_row_zero_only", "move the pointers by row · n_cols"),
-        ("softmax_stub", "not implemented yet"),
-    ],
-)
-def test_softmax_wrong_answers_fail_helpfully(wrong, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_softmax_kernel(globals()[wrong])
+def test_the_roofline_passes(capsys):
+    check_attainable(lambda i, p, b: np.minimum(p, np.asarray(i) * b))
+    assert "✓ attainable" in capsys.readouterr().out
 
 
-@needs_triton
-def test_a_plain_function_is_not_a_kernel():
-    def softmax(X, Out, n_cols, BLOCK):
-        pass
-
-    with pytest.raises(CheckFailed, match=r"not a Triton kernel: decorate it with @triton\.jit"):
-        check_softmax_kernel(softmax)
+def test_max_instead_of_min():
+    with pytest.raises(CheckFailed, match=r"lower.* of the two ceilings: min, not max"):
+        check_attainable(lambda i, p, b: np.maximum(p, np.asarray(i) * b))
 
 
-@needs_triton
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a compiled kernel runs on this GPU")
-def test_a_compiled_kernel_without_gpu_says_how_to_interpret():
-    from triton.runtime.jit import JITFunction
-
-    compiled = JITFunction(softmax_kernel.fn)  # as if TRITON_INTERPRET had not been set
-    with pytest.raises(CheckFailed, match="TRITON_INTERPRET"):
-        check_softmax_kernel(compiled)
+def test_forgetting_the_compute_ceiling():
+    with pytest.raises(CheckFailed, match=r"compute-bound.*\n(.*\n)*Hint: beyond the ridge point"):
+        check_attainable(lambda i, p, b: np.asarray(i) * b)
 
 
-@needs_triton
-def test_causal_reference_passes(capsys):
-    check_causal_single_block_kernel(causal_right)
-    assert "✓ causal_single_block_kernel" in capsys.readouterr().out
+def test_dividing_by_the_bandwidth():
+    with pytest.raises(CheckFailed, match="multiply intensity by bandwidth"):
+        check_attainable(lambda i, p, b: np.minimum(p, np.asarray(i) / b))
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy overflows in wrong kernels
-@needs_triton
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        ("single_block_attention_kernel", "the output is not causal"),
-        ("causal_inverted", "your mask is inverted"),
-        ("causal_without_diagonal", "NaN: a query row whose every score is -inf"),
-        ("causal_bottom_right", "aligned bottom-right"),
-    ],
-)
-def test_causal_wrong_answers_fail_helpfully(wrong, message):
-    from mini_attn import triton_kernels
+def test_a_python_min_fails_on_arrays_with_a_clear_message():
+    with pytest.raises(CheckFailed, match=r"an array of intensities.*raised ValueError"):
+        check_attainable(lambda i, p, b: min(p, i * b))
 
-    kernel = globals().get(wrong) or getattr(triton_kernels, wrong)
-    with pytest.raises(CheckFailed, match=message):
-        check_causal_single_block_kernel(kernel)
+
+# --- exercise 8.3: the online log-sum-exp -----------------------------------------------------
+
+
+def good_online_logsumexp(scores, block_size):
+    row_max = torch.full(scores.shape[:-1], -math.inf, dtype=scores.dtype)
+    row_sum = torch.zeros(scores.shape[:-1], dtype=scores.dtype)
+    for start in range(0, scores.shape[-1], block_size):
+        block = scores[..., start : start + block_size]
+        new_max = torch.maximum(row_max, block.amax(dim=-1))
+        shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+        row_sum = row_sum * torch.exp(row_max - shift) + torch.exp(block - shift[..., None]).sum(-1)
+        row_max = new_max
+    return torch.log(row_sum) + torch.where(torch.isfinite(row_max), row_max, 0.0)
+
+
+def test_the_online_logsumexp_passes(capsys):
+    check_online_logsumexp(good_online_logsumexp)
+    assert "✓ online_logsumexp: all 6 cases" in capsys.readouterr().out
+
+
+def test_forgetting_to_rescale_the_running_sum():
+    def no_rescale(scores, block_size):
+        row_max = torch.full(scores.shape[:-1], -math.inf)
+        row_sum = torch.zeros(scores.shape[:-1])
+        for start in range(0, scores.shape[-1], block_size):
+            block = scores[..., start : start + block_size]
+            row_max = torch.maximum(row_max, block.amax(dim=-1))
+            row_sum = row_sum + torch.exp(block - row_max[..., None]).sum(-1)
+        return row_max + torch.log(row_sum)
+
+    with pytest.raises(CheckFailed, match=r"multiply it by exp\(m_old - m_new\)"):
+        check_online_logsumexp(no_rescale)
+
+
+def test_without_subtracting_the_maximum():
+    def no_max(scores, block_size):
+        total = sum(
+            torch.exp(scores[..., s : s + block_size]).sum(-1)
+            for s in range(0, scores.shape[-1], block_size)
+        )
+        return torch.log(total)
+
+    with pytest.raises(CheckFailed, match=r"scores around 1000.*\n?.*exp overflowed"):
+        check_online_logsumexp(no_max)
+
+
+def test_nan_for_a_fully_masked_row():
+    def nan_when_masked(scores, block_size):
+        row_max = torch.full(scores.shape[:-1], -math.inf)
+        row_sum = torch.zeros(scores.shape[:-1])
+        for start in range(0, scores.shape[-1], block_size):
+            block = scores[..., start : start + block_size]
+            new_max = torch.maximum(row_max, block.amax(dim=-1))
+            row_sum = row_sum * torch.exp(row_max - new_max) + torch.exp(
+                block - new_max[..., None]
+            ).sum(-1)
+            row_max = new_max
+        return row_max + torch.log(row_sum)
+
+    with pytest.raises(CheckFailed, match=r"-inf.*\n?.*NaN comes from exp"):
+        check_online_logsumexp(nan_when_masked)
+
+
+def test_the_stub_fails_clearly():
+    def stub(scores, block_size):
+        raise NotImplementedError("Exercise 8.3")
+
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        check_online_logsumexp(stub)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mini_attn as ma
-from mini_attn.dates import MONTHS, WEEKDAYS
+from mini_attn.tasks.data.dates import MONTHS, WEEKDAYS
 
 # An independent reader of the formats: each field of a template becomes a regex group.
 _FIELD_PATTERNS = {
@@ -68,7 +68,7 @@ def _read(match: re.Match) -> datetime.date | None:
 def _readings(source: str) -> set[datetime.date]:
     """Every date that any format finds in ``source``."""
     found = set()
-    for template in ma.DATE_FORMATS:
+    for template in ma.tasks.DATE_FORMATS:
         for match in _template_regex(template).finditer(source):
             date = _read(match)
             if date is not None:
@@ -78,32 +78,36 @@ def _readings(source: str) -> set[datetime.date]:
 
 @pytest.fixture(scope="module")
 def short():
-    return ma.make_dates(600, 200, 200, seed=1)
+    return ma.tasks.make_dates(600, 200, 200, seed=1)
 
 
 @pytest.fixture(scope="module")
 def long():
-    return ma.make_dates(600, 200, 200, seed=2, in_sentence=True, max_length=80)
+    return ma.tasks.make_dates(600, 200, 200, seed=2, in_sentence=True, max_length=80)
 
 
 def test_format_date_examples():
     day = datetime.date(1998, 3, 3)
-    assert ma.format_date(day, "{Dow} {d} {Month} {yyyy}") == "Tue 3 March 1998"
-    assert ma.format_date(day, "{dd}/{mm}/{yy}") == "03/03/98"
-    assert ma.format_date(day, "the {dth} of {Month}, {yyyy}") == "the 3rd of March, 1998"
-    ordinals = [ma.format_date(datetime.date(2001, 1, d), "{dth}") for d in (1, 2, 3, 4, 11, 12)]
+    assert ma.tasks.format_date(day, "{Dow} {d} {Month} {yyyy}") == "Tue 3 March 1998"
+    assert ma.tasks.format_date(day, "{dd}/{mm}/{yy}") == "03/03/98"
+    assert ma.tasks.format_date(day, "the {dth} of {Month}, {yyyy}") == "the 3rd of March, 1998"
+    ordinals = [
+        ma.tasks.format_date(datetime.date(2001, 1, d), "{dth}") for d in (1, 2, 3, 4, 11, 12)
+    ]
     assert ordinals == ["1st", "2nd", "3rd", "4th", "11th", "12th"]
-    ordinals = [ma.format_date(datetime.date(2001, 1, d), "{dth}") for d in (13, 21, 22, 23, 31)]
+    ordinals = [
+        ma.tasks.format_date(datetime.date(2001, 1, d), "{dth}") for d in (13, 21, 22, 23, 31)
+    ]
     assert ordinals == ["13th", "21st", "22nd", "23rd", "31st"]
 
 
 def test_the_same_seed_gives_the_same_data(short):
-    again = ma.make_dates(600, 200, 200, seed=1)
+    again = ma.tasks.make_dates(600, 200, 200, seed=1)
     for split, other in zip(short, again, strict=True):
         assert split.sources == other.sources and split.targets == other.targets
         assert torch.equal(split.source_ids, other.source_ids)
         assert torch.equal(split.target_ids, other.target_ids)
-    different = ma.make_dates(600, 200, 200, seed=3)
+    different = ma.tasks.make_dates(600, 200, 200, seed=3)
     assert different.train.sources != short.train.sources
 
 
@@ -120,7 +124,7 @@ def test_every_target_is_the_iso_form_of_its_source(variant, request):
 
 def test_every_format_and_field_value_occurs(short):
     sources = short.train.sources
-    for template in ma.DATE_FORMATS:
+    for template in ma.tasks.DATE_FORMATS:
         assert any(_template_regex(template).fullmatch(s) for s in sources), template
     months = {datetime.date.fromisoformat(t).month for t in short.train.targets}
     assert months == set(range(1, 13))
@@ -150,7 +154,7 @@ def test_sentences_respect_max_length_and_vary_in_length(long):
 
 
 def test_char_tokenizer_round_trip_and_errors():
-    tokenizer = ma.CharTokenizer("abc-")
+    tokenizer = ma.tasks.CharTokenizer("abc-")
     assert tokenizer.vocab_size == 6 and tokenizer.pad_id == 0 and tokenizer.bos_id == 1
     assert tokenizer.encode("cab-") == [4, 2, 3, 5]
     assert tokenizer.decode([1, 4, 2, 3, 5, 0, 0]) == "cab-"
@@ -160,7 +164,7 @@ def test_char_tokenizer_round_trip_and_errors():
     with pytest.raises(ValueError, match=r"characters \['x'\] of 'abx'"):
         tokenizer.encode("abx")
     with pytest.raises(ValueError, match="repeated characters"):
-        ma.CharTokenizer("aba")
+        ma.tasks.CharTokenizer("aba")
 
 
 def test_batches_are_seeded_trimmed_and_cover_every_example(long):
@@ -183,8 +187,8 @@ def test_batches_are_seeded_trimmed_and_cover_every_example(long):
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="between 1950-01-01 and 2049-12-31"):
-        ma.format_date(datetime.date(2050, 1, 1), "{d}")
+        ma.tasks.format_date(datetime.date(2050, 1, 1), "{d}")
     with pytest.raises(ValueError, match="every split needs examples"):
-        ma.make_dates(0)
+        ma.tasks.make_dates(0)
     with pytest.raises(ValueError, match="max_length must be at least 28"):
-        ma.make_dates(10, 10, 10, in_sentence=True, max_length=20)
+        ma.tasks.make_dates(10, 10, 10, in_sentence=True, max_length=20)

@@ -24,7 +24,7 @@ class TorchAttention(nn.Module):
 
 def test_encoder_block_is_two_pre_norm_residual_branches():
     torch.manual_seed(0)
-    block = ma.EncoderBlock(8, ma.SelfAttention(8), mlp_dim=16)
+    block = ma.tasks.EncoderBlock(8, ma.SelfAttention(8), mlp_dim=16)
     x = torch.randn(2, 5, 8)
     output, weights = block(x, causal=True)
     h = x + block.attention(block.norm1(x), causal=True)[0]
@@ -32,12 +32,12 @@ def test_encoder_block_is_two_pre_norm_residual_branches():
     torch.testing.assert_close(output, expected)
     assert weights.shape == (2, 5, 5) and (weights.triu(1) == 0).all()
     assert block.mlp[0].out_features == 16
-    assert ma.EncoderBlock(8, ma.SelfAttention(8)).mlp[0].out_features == 32  # default 4 E
+    assert ma.tasks.EncoderBlock(8, ma.SelfAttention(8)).mlp[0].out_features == 32  # default 4 E
 
 
 def test_encoder_block_takes_any_attention_module():
     torch.manual_seed(0)
-    block = ma.EncoderBlock(8, TorchAttention(8, num_heads=2))
+    block = ma.tasks.EncoderBlock(8, TorchAttention(8, num_heads=2))
     x = torch.randn(3, 4, 8)
     output, weights = block(x, causal=True)
     assert output.shape == (3, 4, 8) and weights.shape == (3, 2, 4, 4)
@@ -45,7 +45,7 @@ def test_encoder_block_takes_any_attention_module():
 
 
 def test_encoder_block_refuses_an_attention_of_the_wrong_size():
-    block = ma.EncoderBlock(8, ma.SelfAttention(8, head_dim=4))
+    block = ma.tasks.EncoderBlock(8, ma.SelfAttention(8, head_dim=4))
     with pytest.raises(
         ValueError, match=r"output of shape \(2, 5, 4\).*input of shape \(2, 5, 8\)"
     ):
@@ -60,7 +60,7 @@ def test_tiny_encoder_shapes_and_one_attention_per_block():
         made.append(ma.SelfAttention(16))
         return made[-1]
 
-    model = ma.TinyEncoder(7, 16, num_layers=3, max_length=10, make_attention=make_attention)
+    model = ma.tasks.TinyEncoder(7, 16, num_layers=3, max_length=10, make_attention=make_attention)
     assert len(made) == 3 and [b.attention for b in model.blocks] == made
     logits, weights = model(torch.randint(7, (4, 9)))
     assert logits.shape == (4, 9, 7)
@@ -71,16 +71,16 @@ def test_without_positions_the_encoder_is_permutation_equivariant():
     torch.manual_seed(0)
     tokens = torch.randint(10, (2, 8))
     perm = torch.randperm(8)
-    blind = ma.TinyEncoder(10, 16, positional=False).double()
+    blind = ma.tasks.TinyEncoder(10, 16, positional=False).double()
     logits = blind(tokens)[0]
     torch.testing.assert_close(blind(tokens[:, perm])[0], logits[:, perm])
-    seeing = ma.TinyEncoder(10, 16, positional=True).double()
+    seeing = ma.tasks.TinyEncoder(10, 16, positional=True).double()
     assert (seeing(tokens[:, perm])[0] - seeing(tokens)[0][:, perm]).abs().max() > 1e-3
 
 
 def test_tiny_encoder_causal_and_mask():
     torch.manual_seed(0)
-    model = ma.TinyEncoder(10, 16, num_layers=2)
+    model = ma.tasks.TinyEncoder(10, 16, num_layers=2)
     tokens = torch.randint(10, (2, 6))
     changed = tokens.clone()
     changed[:, 3:] = (changed[:, 3:] + 1) % 10
@@ -92,7 +92,7 @@ def test_tiny_encoder_causal_and_mask():
 
 
 def test_tiny_encoder_bad_input():
-    model = ma.TinyEncoder(10, 8, max_length=5)
+    model = ma.tasks.TinyEncoder(10, 8, max_length=5)
     with pytest.raises(ValueError, match=r"\(1, 6\) are longer than max_length=5"):
         model(torch.zeros(1, 6, dtype=torch.long))
     with pytest.raises(TypeError, match="integer token ids"):
@@ -100,44 +100,46 @@ def test_tiny_encoder_bad_input():
 
 
 def test_sequence_batches_and_token_loss():
-    data = ma.make_sequences(30, 5)
-    first = next(ma.sequence_batches(data, 8, seed=1))
-    again = next(ma.sequence_batches(data, 8, seed=1))
+    data = ma.tasks.make_sequences(30, 5)
+    first = next(ma.tasks.sequence_batches(data, 8, seed=1))
+    again = next(ma.tasks.sequence_batches(data, 8, seed=1))
     assert first[0].shape == (8, 5) and torch.equal(first[0], again[0])
-    assert torch.equal(first[1], ma.sequence_target(first[0]))
+    assert torch.equal(first[1], ma.tasks.sequence_target(first[0]))
     torch.manual_seed(0)
-    model = ma.TinyEncoder(10, 8)
+    model = ma.tasks.TinyEncoder(10, 8)
     logits = model(first[0])[0]
     expected = nn.functional.cross_entropy(logits.reshape(-1, 10), first[1].reshape(-1))
-    torch.testing.assert_close(ma.token_loss(model, first), expected)
+    torch.testing.assert_close(ma.tasks.token_loss(model, first), expected)
     with pytest.raises(ValueError, match="same shape"):
-        next(ma.sequence_batches(ma.SequenceData(data.inputs, data.targets[:, :4]), 8))
+        next(ma.tasks.sequence_batches(ma.tasks.SequenceData(data.inputs, data.targets[:, :4]), 8))
 
 
 def test_training_is_deterministic_and_lowers_the_loss(one_thread):
-    data = ma.make_sequences(500, 5, vocab_size=5)
+    data = ma.tasks.make_sequences(500, 5, vocab_size=5)
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = ma.TinyEncoder(5, 16, num_layers=1)
-        runs.append(ma.train_encoder(model, data, steps=40, batch_size=32, progress=False).losses)
+        model = ma.tasks.TinyEncoder(5, 16, num_layers=1)
+        runs.append(
+            ma.tasks.train_encoder(model, data, steps=40, batch_size=32, progress=False).losses
+        )
     assert runs[0] == runs[1]
     assert sum(runs[0][-5:]) < 0.9 * sum(runs[0][:5])  # from ln 5 = 1.61 down
 
 
 def test_tiny_encoder_learns_to_reverse_and_fails_without_positions(one_thread):
-    train = ma.make_sequences(5000, 6, vocab_size=6, seed=0)
-    validation = ma.make_sequences(300, 6, vocab_size=6, seed=1)
+    train = ma.tasks.make_sequences(5000, 6, vocab_size=6, seed=0)
+    validation = ma.tasks.make_sequences(300, 6, vocab_size=6, seed=1)
     results = {}
     for positional, steps in ((True, 400), (False, 150)):
         torch.manual_seed(0)
-        model = ma.TinyEncoder(6, 32, num_layers=1, positional=positional)
-        history = ma.train_encoder(
+        model = ma.tasks.TinyEncoder(6, 32, num_layers=1, positional=positional)
+        history = ma.tasks.train_encoder(
             model, train, steps=steps, validation=validation, eval_every=50, progress=False
         )
         with torch.no_grad():
             logits = model(validation.inputs)[0]
-        results[positional] = ma.sequence_accuracy(logits.argmax(-1), validation.targets)
+        results[positional] = ma.tasks.sequence_accuracy(logits.argmax(-1), validation.targets)
         assert history.eval_values[-1] == results[positional][1]
     assert results[True][1] > 0.95, results
     assert results[False][0] < 0.5, results  # it cannot tell where a token is

@@ -13,17 +13,17 @@ import mini_attn as ma
 
 @pytest.fixture(scope="module")
 def data():
-    return ma.make_glimpse_digits(2000, 500, grid=3, seed=0)
+    return ma.tasks.make_glimpse_digits(2000, 500, grid=3, seed=0)
 
 
 @pytest.fixture(scope="module")
 def patches(data):
-    return ma.image_patches(data.train_images), ma.image_patches(data.test_images)
+    return ma.tasks.image_patches(data.train_images), ma.tasks.image_patches(data.test_images)
 
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return ma.GlimpseClassifier()
+    return ma.tasks.GlimpseClassifier()
 
 
 def _scorer_params(model):
@@ -67,7 +67,7 @@ def test_argmax_loss_gives_the_scorer_no_gradient(patches, data):
     model = _model()
     batch = (patches[0][:32], data.train_labels[:32])
     grads = torch.autograd.grad(
-        ma.argmax_loss(model, batch),
+        ma.tasks.argmax_loss(model, batch),
         [*_scorer_params(model), *model.encoder.parameters()],
         allow_unused=True,
     )
@@ -79,18 +79,18 @@ def test_argmax_loss_gives_the_scorer_no_gradient(patches, data):
 @pytest.mark.parametrize(
     "loss_fn",
     [
-        ma.soft_loss,
-        ma.expected_loss,
-        functools.partial(ma.reinforce_loss, baseline=False),
-        functools.partial(ma.reinforce_loss, baseline=True),
-        ma.gumbel_loss,
+        ma.tasks.soft_loss,
+        ma.tasks.expected_loss,
+        functools.partial(ma.tasks.reinforce_loss, baseline=False),
+        functools.partial(ma.tasks.reinforce_loss, baseline=True),
+        ma.tasks.gumbel_loss,
     ],
     ids=["soft", "expected", "reinforce", "reinforce+baseline", "gumbel"],
 )
 def test_trainable_losses_reach_the_scorer(loss_fn, patches, data):
     model = _model()
     batch = (patches[0][:32], data.train_labels[:32])
-    gradient = ma.scorer_gradient(model, loss_fn, batch)
+    gradient = ma.tasks.scorer_gradient(model, loss_fn, batch)
     assert gradient.shape == (sum(p.numel() for p in model.scorer.parameters()),)
     assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
 
@@ -102,7 +102,9 @@ def test_expected_loss_is_the_probability_weighted_loss(patches, data):
     per_patch = torch.stack(
         [F.cross_entropy(model.read(x[:, i]), y, reduction="none") for i in range(9)], dim=-1
     )
-    torch.testing.assert_close(ma.expected_loss(model, (x, y)), (probs * per_patch).sum(-1).mean())
+    torch.testing.assert_close(
+        ma.tasks.expected_loss(model, (x, y)), (probs * per_patch).sum(-1).mean()
+    )
 
 
 def test_gumbel_loss_is_the_loss_of_one_patch(patches, data):
@@ -111,7 +113,7 @@ def test_gumbel_loss_is_the_loss_of_one_patch(patches, data):
     scores = model.scores(x)
     _, weights = ma.gumbel_softmax_attention(scores, x, generator=torch.Generator().manual_seed(0))
     chosen = weights.detach().squeeze(1).argmax(-1)
-    loss = ma.gumbel_loss(model, (x, y), generator=torch.Generator().manual_seed(0))
+    loss = ma.tasks.gumbel_loss(model, (x, y), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(loss, F.cross_entropy(model.read(x[torch.arange(16), chosen]), y))
 
 
@@ -119,20 +121,20 @@ def test_gumbel_loss_is_the_loss_of_one_patch(patches, data):
 def test_reinforce_scorer_gradient_is_unbiased(baseline, patches, data, one_thread):
     """Averaged over many draws, the REINFORCE gradient equals the exact one."""
     model = _model()
-    ma.train_model(  # a little soft training, so that the patches give different losses
+    ma.tasks.train_model(  # a little soft training, so that the patches give different losses
         model,
-        ma.soft_loss,
-        ma.glimpse_batches(patches[0], data.train_labels, 64, seed=0),
+        ma.tasks.soft_loss,
+        ma.tasks.glimpse_batches(patches[0], data.train_labels, 64, seed=0),
         steps=30,
         lr=2e-3,
         progress=False,
     )
     x, y = patches[0][:1], data.train_labels[:1]  # one image
-    exact = ma.scorer_gradient(model, ma.expected_loss, (x, y))
+    exact = ma.tasks.scorer_gradient(model, ma.tasks.expected_loss, (x, y))
     copies = (x.expand(2000, -1, -1), y.expand(2000))  # 2000 independent draws per chunk
     g = torch.Generator().manual_seed(1)
-    loss_fn = functools.partial(ma.reinforce_loss, baseline=baseline, generator=g)
-    chunks = torch.stack([ma.scorer_gradient(model, loss_fn, copies) for _ in range(20)])
+    loss_fn = functools.partial(ma.tasks.reinforce_loss, baseline=baseline, generator=g)
+    chunks = torch.stack([ma.tasks.scorer_gradient(model, loss_fn, copies) for _ in range(20)])
     mean, error = chunks.mean(0), chunks.std(0) / 20**0.5
     assert (exact.abs() > 0).any()
     assert ((mean - exact).abs() <= 5 * error + 1e-6).all(), (mean - exact).abs().max()
@@ -140,40 +142,40 @@ def test_reinforce_scorer_gradient_is_unbiased(baseline, patches, data, one_thre
 
 def test_reinforce_baseline_needs_two_images(patches, data):
     with pytest.raises(ValueError, match="at least 2 images"):
-        ma.reinforce_loss(_model(), (patches[0][:1], data.train_labels[:1]))
+        ma.tasks.reinforce_loss(_model(), (patches[0][:1], data.train_labels[:1]))
 
 
 def test_scorer_gradient_leaves_grad_fields_alone(patches, data):
     model = _model()
     batch = (patches[0][:8], data.train_labels[:8])
-    ma.scorer_gradient(model, ma.soft_loss, batch)
+    ma.tasks.scorer_gradient(model, ma.tasks.soft_loss, batch)
     assert all(p.grad is None for p in model.parameters())
-    ma.soft_loss(model, batch).backward()
+    ma.tasks.soft_loss(model, batch).backward()
     expected = torch.cat([p.grad.flatten() for p in model.scorer.parameters()])
-    torch.testing.assert_close(ma.scorer_gradient(model, ma.soft_loss, batch), expected)
+    torch.testing.assert_close(ma.tasks.scorer_gradient(model, ma.tasks.soft_loss, batch), expected)
 
 
 def test_glimpse_batches(patches, data):
-    first = ma.glimpse_batches(patches[0], data.train_labels, 16, seed=3)
-    again = ma.glimpse_batches(patches[0], data.train_labels, 16, seed=3)
+    first = ma.tasks.glimpse_batches(patches[0], data.train_labels, 16, seed=3)
+    again = ma.tasks.glimpse_batches(patches[0], data.train_labels, 16, seed=3)
     for _ in range(3):
         (xa, ya), (xb, yb) = next(first), next(again)
         assert xa.shape == (16, 9, 64) and ya.shape == (16,)
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     with pytest.raises(ValueError, match="same number of images"):
-        next(ma.glimpse_batches(patches[0], data.train_labels[:5], 4))
+        next(ma.tasks.glimpse_batches(patches[0], data.train_labels[:5], 4))
     with pytest.raises(ValueError, match="batch_size must be positive"):
-        next(ma.glimpse_batches(patches[0], data.train_labels, 0))
+        next(ma.tasks.glimpse_batches(patches[0], data.train_labels, 0))
 
 
 def test_glimpse_accuracy_counts_answers_and_looks(patches, data):
     model = _model()
     x, y, where = patches[1], data.test_labels, data.test_where
-    accuracy, found = ma.glimpse_accuracy(model, x, y, where)
+    accuracy, found = ma.tasks.glimpse_accuracy(model, x, y, where)
     logits, index = model.classify_hard(x)
     assert accuracy == pytest.approx((logits.argmax(-1) == y).float().mean().item())
     assert found == pytest.approx((index == where).float().mean().item())
-    soft_accuracy, _ = ma.glimpse_accuracy(model, x, y, where, soft=True)
+    soft_accuracy, _ = ma.tasks.glimpse_accuracy(model, x, y, where, soft=True)
     soft_logits, _ = model.classify_soft(x)
     assert soft_accuracy == pytest.approx((soft_logits.argmax(-1) == y).float().mean().item())
 
@@ -183,23 +185,25 @@ def test_trained_scorers_find_the_digit_and_argmax_does_not(patches, data, one_t
     train, test = patches
     found = {}
     for name, loss_fn in {
-        "soft": ma.soft_loss,
-        "argmax": ma.argmax_loss,
+        "soft": ma.tasks.soft_loss,
+        "argmax": ma.tasks.argmax_loss,
         "reinforce+baseline": functools.partial(
-            ma.reinforce_loss, generator=torch.Generator().manual_seed(0)
+            ma.tasks.reinforce_loss, generator=torch.Generator().manual_seed(0)
         ),
-        "gumbel": functools.partial(ma.gumbel_loss, generator=torch.Generator().manual_seed(0)),
+        "gumbel": functools.partial(
+            ma.tasks.gumbel_loss, generator=torch.Generator().manual_seed(0)
+        ),
     }.items():
         model = _model()
-        ma.train_model(
+        ma.tasks.train_model(
             model,
             loss_fn,
-            ma.glimpse_batches(train, data.train_labels, 128, seed=1),
+            ma.tasks.glimpse_batches(train, data.train_labels, 128, seed=1),
             steps=150,
             lr=2e-3,
             progress=False,
         )
-        found[name] = ma.glimpse_accuracy(model, test, data.test_labels, data.test_where)[1]
+        found[name] = ma.tasks.glimpse_accuracy(model, test, data.test_labels, data.test_where)[1]
     print(found)
     assert found["argmax"] < 0.3
     for name in ("soft", "reinforce+baseline", "gumbel"):

@@ -10,13 +10,13 @@ import mini_attn as ma
 
 @pytest.fixture(scope="module")
 def digits():
-    return ma.load_digits_8x8()
+    return ma.tasks.load_digits_8x8()
 
 
 @pytest.fixture(scope="module")
 def clean():
     """No background noise, so a digit cell is exactly one of the digits."""
-    return ma.make_glimpse_digits(300, 200, grid=3, noise=0.0, seed=1)
+    return ma.tasks.make_glimpse_digits(300, 200, grid=3, noise=0.0, seed=1)
 
 
 def _index_of(patches: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_load_digits(digits):
 
 @pytest.mark.parametrize("grid", [2, 3, 4])
 def test_shapes_and_ranges(grid):
-    data = ma.make_glimpse_digits(50, 20, grid=grid, seed=0)
+    data = ma.tasks.make_glimpse_digits(50, 20, grid=grid, seed=0)
     assert data.train_images.shape == (50, 8 * grid, 8 * grid)
     assert data.test_images.shape == (20, 8 * grid, 8 * grid)
     for images in (data.train_images, data.test_images):
@@ -49,9 +49,9 @@ def test_shapes_and_ranges(grid):
 
 
 def test_same_seed_same_data_other_seed_other_data():
-    first = ma.make_glimpse_digits(40, 10, seed=3)
-    again = ma.make_glimpse_digits(40, 10, seed=3)
-    other = ma.make_glimpse_digits(40, 10, seed=4)
+    first = ma.tasks.make_glimpse_digits(40, 10, seed=3)
+    again = ma.tasks.make_glimpse_digits(40, 10, seed=3)
+    other = ma.tasks.make_glimpse_digits(40, 10, seed=4)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first.train_images, other.train_images)
 
@@ -62,7 +62,7 @@ def test_the_digit_cell_holds_a_real_digit_with_its_label(clean, digits):
         (clean.train_images, clean.train_where, clean.train_labels),
         (clean.test_images, clean.test_where, clean.test_labels),
     ):
-        patches = ma.image_patches(canvases)  # (N, 9, 64)
+        patches = ma.tasks.image_patches(canvases)  # (N, 9, 64)
         chosen = patches[torch.arange(len(patches)), where]  # (N, 64)
         index = _index_of(chosen, images)
         assert (index >= 0).all(), "a digit cell is not one of scikit-learn's digits"
@@ -73,7 +73,7 @@ def test_train_and_test_digits_are_disjoint(clean, digits):
     images, _ = digits
 
     def used(canvases, where):
-        patches = ma.image_patches(canvases)
+        patches = ma.tasks.image_patches(canvases)
         return set(_index_of(patches[torch.arange(len(patches)), where], images).tolist())
 
     train = used(clean.train_images, clean.train_where)
@@ -83,7 +83,7 @@ def test_train_and_test_digits_are_disjoint(clean, digits):
 
 def test_clutter_is_made_of_ink_but_never_a_whole_digit(clean, digits):
     images, _ = digits
-    patches = ma.image_patches(clean.train_images[:60])  # (60, 9, 64)
+    patches = ma.tasks.image_patches(clean.train_images[:60])  # (60, 9, 64)
     is_clutter = torch.ones(patches.shape[:2], dtype=torch.bool)
     is_clutter[torch.arange(60), clean.train_where[:60]] = False
     clutter = patches[is_clutter]  # (N · 8, 64)
@@ -94,16 +94,16 @@ def test_clutter_is_made_of_ink_but_never_a_whole_digit(clean, digits):
 
 
 def test_brightness_alone_does_not_find_the_digit():
-    data = ma.make_glimpse_digits(10, 2000, seed=0)
-    brightest = ma.image_patches(data.test_images).sum(-1).argmax(-1)
+    data = ma.tasks.make_glimpse_digits(10, 2000, seed=0)
+    brightest = ma.tasks.image_patches(data.test_images).sum(-1).argmax(-1)
     hit_rate = (brightest == data.test_where).float().mean().item()
     print(f"the brightest patch is the digit's in {hit_rate:.1%} of the canvases")
     assert hit_rate < 0.6
 
 
 def test_no_clutter_and_no_noise_leaves_empty_cells():
-    data = ma.make_glimpse_digits(20, 5, pieces=0, noise=0.0, seed=0)
-    patches = ma.image_patches(data.train_images)
+    data = ma.tasks.make_glimpse_digits(20, 5, pieces=0, noise=0.0, seed=0)
+    patches = ma.tasks.image_patches(data.train_images)
     ink = patches.sum(-1)  # (20, 9)
     others = torch.ones_like(ink, dtype=torch.bool)
     others[torch.arange(20), data.train_where] = False
@@ -112,7 +112,7 @@ def test_no_clutter_and_no_noise_leaves_empty_cells():
 
 def test_image_patches_equals_torch_unfold():
     images = torch.rand(5, 24, 16)
-    patches = ma.image_patches(images)  # (5, 6, 64)
+    patches = ma.tasks.image_patches(images)  # (5, 6, 64)
     expected = torch.nn.functional.unfold(images[:, None], kernel_size=8, stride=8)  # (5, 64, 6)
     torch.testing.assert_close(patches, expected.transpose(1, 2))
     torch.testing.assert_close(patches[:, 1].reshape(5, 8, 8), images[:, :8, 8:16])  # row 0, col 1
@@ -120,9 +120,9 @@ def test_image_patches_equals_torch_unfold():
 
 def test_image_patches_errors():
     with pytest.raises(ValueError, match=r"multiples of patch_size=8"):
-        ma.image_patches(torch.rand(2, 20, 24))
+        ma.tasks.image_patches(torch.rand(2, 20, 24))
     with pytest.raises(ValueError, match="3 dimension"):
-        ma.image_patches(torch.rand(24, 24))
+        ma.tasks.image_patches(torch.rand(24, 24))
 
 
 @pytest.mark.parametrize(
@@ -136,4 +136,4 @@ def test_image_patches_errors():
 )
 def test_make_glimpse_digits_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ma.make_glimpse_digits(**{"n_train": 10, "n_test": 10, **kwargs})
+        ma.tasks.make_glimpse_digits(**{"n_train": 10, "n_test": 10, **kwargs})

@@ -1,19 +1,23 @@
-"""Every `{literalinclude}` of a chapter shows valid, complete Python.
+"""What a chapter shows of the library is the library's code, exactly.
 
-Chapters show library code with ``:pyobject:`` and often ``:lines:`` to skip a long
-docstring. When a docstring grows, fixed line ranges drift and the page shows a stray
-``\"\"\"`` or half a statement: this test selects the same lines Sphinx does and parses them.
+Chapters show library code with ``{literalinclude}`` and ``:pyobject:``; the long
+docstrings are dropped with ``:no-docstring:`` (``book_tools/literalinclude.py``), never
+with a ``:lines:`` range counted by hand: a docstring one line shorter would silently hide
+a line of code from the page. These tests compare what the page shows with the function's
+own syntax tree, so a page that loses or gains a line of code fails.
 """
 
 from __future__ import annotations
 
 import ast
+import html
 import re
 import textwrap
 
 import pytest
 
-from tests.chapters import BOOK
+from book_tools.literalinclude import code_without_docstring, lines_option
+from tests.chapters import BOOK, ROOT
 
 DIRECTIVE = re.compile(r"```\{literalinclude\}\s+(\S+)\n((?::[\w-]+:.*\n)*)")
 
@@ -24,61 +28,87 @@ def _includes():
             options = dict(re.findall(r":([\w-]+):\s*(.*)", match.group(2)))
             yield pytest.param(
                 chapter,
-                match.group(1),
+                (chapter.parent / match.group(1)).resolve(),
                 options,
                 id=f"{chapter.stem}:{options.get('pyobject', match.group(1))}",
             )
 
 
-def _select_lines(lines: list[str], spec: str) -> list[str]:
-    """Sphinx's ``:lines:`` syntax: ``1-3,8,10-`` (1-based, inclusive, open ended)."""
-    chosen = []
-    for part in spec.split(","):
-        start, _, end = part.strip().partition("-")
-        first = int(start) if start else 1
-        last = (int(end) if end else len(lines)) if "-" in part else first
-        assert 1 <= first <= len(lines) and first <= last <= len(lines), (
-            f":lines: {spec} is out of range ({len(lines)} lines)"
+INCLUDES = list(_includes())
+
+
+def _node(path, qualname):
+    scope = ast.parse(path.read_text())
+    for name in qualname.split("."):
+        scope = next(
+            n
+            for n in ast.iter_child_nodes(scope)
+            if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+            and n.name == name
         )
-        chosen.extend(lines[first - 1 : last])
-    return chosen
+    return scope
 
 
-@pytest.mark.parametrize(("chapter", "target", "options"), list(_includes()))
-def test_included_code_is_valid_python(chapter, target, options):
-    path = (chapter.parent / target).resolve()
-    assert path.exists(), f"{chapter.name} includes {target}, which does not exist"
-    source = path.read_text()
-    lines = source.splitlines()
-    if "pyobject" in options:
-        names = options["pyobject"].split(".")
-        scope = ast.parse(source)
-        node = None
-        for name in names:
-            node = next(
-                (
-                    n
-                    for n in scope.body
-                    if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
-                    and n.name == name
-                ),
-                None,
-            )
-            assert node is not None, f"{target} has no {options['pyobject']}"
-            scope = node
+def _without_docstring(node):
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        node.body = body[1:] or [ast.Pass()]
+    return ast.dump(node)
+
+
+@pytest.mark.parametrize(("chapter", "path", "options"), INCLUDES)
+def test_no_line_ranges(chapter, path, options):
+    assert path.exists(), f"{chapter.name} includes {path}, which does not exist"
+    assert "lines" not in options, (
+        f"{chapter.name} cuts {options.get('pyobject', path.name)} with :lines: "
+        f"{options['lines']}; use :no-docstring: (a range drifts when the docstring changes)"
+    )
+
+
+@pytest.mark.parametrize(("chapter", "path", "options"), INCLUDES)
+def test_shown_code_is_the_function(chapter, path, options):
+    if "pyobject" not in options:
+        pytest.skip("a whole file")
+    qualname = options["pyobject"]
+    node = _node(path, qualname)
+    if "no-docstring" in options:
+        shown = code_without_docstring(path, qualname)
+    else:
+        lines = path.read_text().splitlines(keepends=True)
         start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        lines = lines[start - 1 : node.end_lineno]
-    if "lines" in options:
-        lines = _select_lines(lines, options["lines"])
-    snippet = textwrap.dedent("\n".join(lines))
-    if (
-        snippet.lstrip().startswith(("def ", "class ", "@", "async def "))
-        or "pyobject" not in options
-    ):
-        try:
-            ast.parse(snippet)
-        except SyntaxError as error:
-            pytest.fail(
-                f"{chapter.name} shows invalid Python from {target} (check :lines:): "
-                f"{error}\n{snippet[:600]}"
-            )
+        shown = "".join(lines[start - 1 : node.end_lineno])
+    tree = ast.parse(textwrap.dedent(shown)).body[0]
+    if "no-docstring" in options:
+        assert ast.get_docstring(tree) is None, f"{chapter.name} shows {qualname}'s docstring"
+    # (a docstring shown whole is dedented with the code, so compare the code only)
+    assert _without_docstring(tree) == _without_docstring(node), (
+        f"{chapter.name} shows {qualname} with lines missing or added"
+    )
+
+
+def test_a_wrong_range_is_caught():
+    """The check above fails for a range one line off, as the review's experiment did."""
+    path = ROOT / "mini_attn" / "core" / "sdpa.py"
+    good = lines_option(path, "scaled_dot_product_attention")
+    first, rest = good.split(",")
+    off_by_one = f"{first},{int(rest.rstrip('-')) + 1}-"  # hides the first line of code
+    lines = code_without_docstring(path, "scaled_dot_product_attention").splitlines()
+    all_lines = path.read_text().splitlines()
+    assert off_by_one != good and lines[1] in all_lines
+    with pytest.raises(AssertionError):
+        shown = "\n".join(lines[:1] + lines[2:])  # what the off-by-one range would show
+        expected = _without_docstring(_node(path, "scaled_dot_product_attention"))
+        assert ast.dump(ast.parse(textwrap.dedent(shown)).body[0]) == expected
+
+
+@pytest.mark.book
+@pytest.mark.parametrize(("chapter", "path", "options"), INCLUDES)
+def test_the_built_page_shows_the_code(chapter, path, options):
+    page = ROOT / "_build" / "html" / "book" / f"{chapter.stem}.html"
+    if not page.exists():
+        pytest.fail("the book is not built: run `make book` first (`make test` does)")
+    if "pyobject" not in options or "no-docstring" not in options:
+        pytest.skip("shown whole")
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+    shown = textwrap.dedent(code_without_docstring(path, options["pyobject"]))
+    assert shown.strip() in text, f"{page.name} does not show {options['pyobject']} as it is"

@@ -26,7 +26,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def minilm():
-    model, tokenizer = ma.load_minilm()
+    model, tokenizer = ma.tasks.load_minilm()
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     assert (batch["attention_mask"] == 0).any(), "the batch should contain padding"
     outputs = {}
@@ -51,13 +51,13 @@ def test_the_model_is_the_expected_one(minilm):
         384,
         12,
     )
-    assert ma.minilm_path().joinpath("model.safetensors").is_file()
+    assert ma.tasks.minilm_path().joinpath("model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("layer", range(6))
 def test_each_attention_layer_is_reproduced_to_1e_5(minilm, layer):
     model, batch, result, outputs = minilm
-    attention = ma.minilm_attention(model, layer)
+    attention = ma.tasks.minilm_attention(model, layer)
     assert isinstance(attention, ma.MultiHeadAttention) and not attention.training
     mask = batch["attention_mask"].bool()[:, None, :]  # (B, 1, N): padding may not be attended
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_each_attention_layer_is_reproduced_to_1e_5(minilm, layer):
 
 def test_the_whole_encoder_is_reproduced(minilm):
     model, batch, result, _ = minilm
-    ours = ma.MiniLM.from_pretrained(model)
+    ours = ma.tasks.MiniLM.from_pretrained(model)
     args = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
     with torch.no_grad():
         hidden, weights = ours(*args, need_weights=True)
@@ -83,9 +83,9 @@ def test_the_sentence_embedding_equals_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 
     model, batch, _, _ = minilm
-    reference = SentenceTransformer(str(ma.minilm_path()), device="cpu")
+    reference = SentenceTransformer(str(ma.tasks.minilm_path()), device="cpu")
     expected = reference.encode(SENTENCES, convert_to_tensor=True)
-    got = ma.MiniLM.from_pretrained(model).encode(batch["input_ids"], batch["attention_mask"])
+    got = ma.tasks.MiniLM.from_pretrained(model).encode(batch["input_ids"], batch["attention_mask"])
     assert got.shape == (3, 384)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(got.norm(dim=-1), torch.ones(3))
@@ -94,22 +94,22 @@ def test_the_sentence_embedding_equals_sentence_transformers(minilm):
 def test_mean_pooling_ignores_padding():
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     torch.testing.assert_close(
-        ma.mean_pooling(hidden, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]])
+        ma.tasks.mean_pooling(hidden, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]])
     )
     with pytest.raises(ValueError, match=r"attention_mask \(1, 2\).*hidden \(1, 3, 2\)"):
-        ma.mean_pooling(hidden, torch.tensor([[1, 1]]))
+        ma.tasks.mean_pooling(hidden, torch.tensor([[1, 1]]))
 
 
 def test_errors(minilm):
     model, *_ = minilm
     with pytest.raises(ValueError, match="layer=6 is out of range for a model with 6 layers"):
-        ma.minilm_attention(model, 6)
-    small = ma.MiniLM(10, 4, 8, 2, 16, 1)
+        ma.tasks.minilm_attention(model, 6)
+    small = ma.tasks.MiniLM(10, 4, 8, 2, 16, 1)
     with pytest.raises(ValueError, match="more than 4 tokens"):
         small(torch.zeros(1, 5, dtype=torch.long))
     model.config.hidden_act = "relu"
     try:
         with pytest.raises(ValueError, match="hidden_act='relu'"):
-            ma.MiniLM.from_pretrained(model)
+            ma.tasks.MiniLM.from_pretrained(model)
     finally:
         model.config.hidden_act = "gelu"

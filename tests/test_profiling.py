@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mini_attn as ma
-from mini_attn import profiling
+from mini_attn.tools import profiling
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 EXACT_CPU_PEAK = sys.platform.startswith("linux") and profiling._reset_peak_rss()

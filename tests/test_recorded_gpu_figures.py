@@ -1,4 +1,4 @@
-"""Chapters 7 and 8 show a recorded GPU run: executed here against a synthetic one.
+"""Chapters 8 and 9 show a recorded GPU run: executed here against a synthetic one.
 
 No GPU record is stored yet, so the chapters' cells that draw one have never run in a build.
 The first real record must not be what finds their bugs: here a record with the schema of
@@ -66,7 +66,7 @@ def book_with_a_gpu_record(tmp_path_factory):
     book = tmp_path_factory.mktemp("book")
     (book / "data").mkdir()
     _synthetic_gpu_record(book / "data")
-    for name in ("07-profiling.md", "08-fused-kernel.md"):
+    for name in ("08-profiling.md", "09-fused-kernel.md"):
         shutil.copy(ROOT / "book" / name, book / name)
     return book
 
@@ -83,7 +83,7 @@ def _execute(book: Path, name: str) -> str:
 
 @pytest.mark.slow
 def test_chapter_7_shows_a_gpu_record(book_with_a_gpu_record):
-    text = _execute(book_with_a_gpu_record, "07-profiling.md")
+    text = _execute(book_with_a_gpu_record, "08-profiling.md")
     assert "1 on a GPU" in text
     assert f"{GPU_NAME}, naive attention, L = 4096" in text  # the synchronisation demo
     assert f"{GPU_NAME}, L = 4096, float32, D = 64: compiled" in text  # torch.compile
@@ -92,7 +92,7 @@ def test_chapter_7_shows_a_gpu_record(book_with_a_gpu_record):
 
 @pytest.mark.slow
 def test_chapter_8_shows_a_gpu_record(book_with_a_gpu_record):
-    text = _execute(book_with_a_gpu_record, "08-fused-kernel.md")
+    text = _execute(book_with_a_gpu_record, "09-fused-kernel.md")
     assert f"bench-synthetic-gpu-full.json: {GPU_NAME}" in text
     for head_dim in (64, 128):
         assert f"D = {head_dim}, L = 4096: Triton reaches" in text

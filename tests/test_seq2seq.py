@@ -11,7 +11,7 @@ import mini_attn as ma
 
 def _model(attention=True, seed=0, **kwargs):
     torch.manual_seed(seed)
-    return ma.Seq2Seq(12, 7, embed_dim=8, encoder_dim=6, decoder_dim=10, attention_dim=5,
+    return ma.tasks.Seq2Seq(12, 7, embed_dim=8, encoder_dim=6, decoder_dim=10, attention_dim=5,
                       attention=attention, **kwargs)  # fmt: skip
 
 
@@ -96,18 +96,18 @@ def test_exact_matches_compares_whole_sequences():
     targets = predictions.clone()
     targets[1, 4] = (targets[1, 4] + 1) % 7  # one wrong character in example 1
     targets[3, 0] = (targets[3, 0] + 1) % 7  # and in example 3
-    got = ma.exact_matches(model, source, lengths, targets, batch_size=3)
+    got = ma.tasks.exact_matches(model, source, lengths, targets, batch_size=3)
     assert got.tolist() == [True, False, True, False]
 
 
 def test_a_short_training_run_lowers_the_loss():
     """A smoke test on the real task, not an accuracy assertion."""
     ma.seed_everything(0)
-    data = ma.make_dates(512, 10, 10, seed=0).train
-    model = ma.Seq2Seq(data.source_tokenizer.vocab_size, data.target_tokenizer.vocab_size,
+    data = ma.tasks.make_dates(512, 10, 10, seed=0).train
+    model = ma.tasks.Seq2Seq(data.source_tokenizer.vocab_size, data.target_tokenizer.vocab_size,
                        embed_dim=16, encoder_dim=32, decoder_dim=32, attention_dim=16)  # fmt: skip
-    history = ma.train_model(
-        model, ma.seq2seq_loss, data.batches(64, seed=0), steps=40, lr=1e-2, progress=False
+    history = ma.tasks.train_model(
+        model, ma.tasks.seq2seq_loss, data.batches(64, seed=0), steps=40, lr=1e-2, progress=False
     )
     first, last = sum(history.losses[:5]) / 5, sum(history.losses[-5:]) / 5
     print(f"loss {first:.3f} -> {last:.3f} in {history.steps} steps, {history.seconds:.1f} s")

@@ -30,7 +30,9 @@ def _mse(model, batch):
 def test_training_lowers_the_loss_and_records_every_step():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
-    history = ma.train_model(model, _mse, _regression_batches(), steps=200, lr=0.05, progress=False)
+    history = ma.tasks.train_model(
+        model, _mse, _regression_batches(), steps=200, lr=0.05, progress=False
+    )
     assert history.steps == 200 and len(history.losses) == 200
     assert history.losses[-1] < 0.01 * history.losses[0]
     assert history.seconds > 0
@@ -44,7 +46,7 @@ def test_evaluations_run_on_schedule_without_gradients_in_eval_mode():
         seen.append((model.training, torch.is_grad_enabled()))
         return 0.5
 
-    history = ma.train_model(
+    history = ma.tasks.train_model(
         torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=25, evaluate=evaluate,
         eval_every=10, progress=False,
     )  # fmt: skip
@@ -55,7 +57,7 @@ def test_evaluations_run_on_schedule_without_gradients_in_eval_mode():
 
 def test_stop_at_ends_training_early():
     values = iter([0.2, 0.6, 0.99, 1.0])
-    history = ma.train_model(
+    history = ma.tasks.train_model(
         torch.nn.Linear(3, 2), _mse, _regression_batches(), steps=100,
         evaluate=lambda model: next(values), eval_every=5, stop_at=0.95, progress=False,
     )  # fmt: skip
@@ -73,7 +75,7 @@ def test_a_list_of_batches_is_cycled_in_order():
         seen.append(batch)
         return model(torch.ones(1, 1)).sum() * 0 + float(batch)
 
-    ma.train_model(torch.nn.Linear(1, 1), loss_fn, [1, 2, 3], steps=7, progress=False)
+    ma.tasks.train_model(torch.nn.Linear(1, 1), loss_fn, [1, 2, 3], steps=7, progress=False)
     assert seen == [1, 2, 3, 1, 2, 3, 1]
 
 
@@ -81,7 +83,9 @@ def test_a_custom_optimizer_is_used():
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: nothing may change
     before = [p.detach().clone() for p in model.parameters()]
-    ma.train_model(model, _mse, _regression_batches(), steps=5, optimizer=optimizer, progress=False)
+    ma.tasks.train_model(
+        model, _mse, _regression_batches(), steps=5, optimizer=optimizer, progress=False
+    )
     for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new)
 
@@ -91,7 +95,7 @@ def test_gradient_clipping_bounds_the_update():
     torch.nn.init.zeros_(model.weight)
     batch = (torch.ones(1, 1), torch.full((1, 1), 1e6))  # a huge gradient
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    ma.train_model(
+    ma.tasks.train_model(
         model, _mse, [batch], steps=1, optimizer=optimizer, clip_grad_norm=0.5, progress=False
     )
     torch.testing.assert_close(model.weight.abs(), torch.tensor([[0.5]]))
@@ -102,7 +106,9 @@ def test_progress_bar_prints_its_first_and_last_state_outside_a_terminal(capsys)
         time.sleep(0.01)  # 40 steps take longer than any refresh interval of a terminal bar
         return _mse(model, batch)
 
-    ma.train_model(torch.nn.Linear(3, 2), slow_mse, _regression_batches(), steps=40, desc="fit")
+    ma.tasks.train_model(
+        torch.nn.Linear(3, 2), slow_mse, _regression_batches(), steps=40, desc="fit"
+    )
     states = [s for s in re.split(r"[\r\n]+", capsys.readouterr().err) if s.strip()]
     assert len(states) == 2, f"expected the first and the last state only, got {states}"
     assert states[0].startswith("fit:   0%") and "0/40 steps" in states[0]
@@ -114,24 +120,24 @@ def test_bad_arguments_are_refused():
     model = torch.nn.Linear(3, 2)
     batches = _regression_batches()
     with pytest.raises(ValueError, match="steps and eval_every must be positive"):
-        ma.train_model(model, _mse, batches, steps=0)
+        ma.tasks.train_model(model, _mse, batches, steps=0)
     with pytest.raises(ValueError, match="stop_at needs an evaluate"):
-        ma.train_model(model, _mse, batches, steps=5, stop_at=0.9)
+        ma.tasks.train_model(model, _mse, batches, steps=5, stop_at=0.9)
     with pytest.raises(ValueError, match="either optimizer or lr"):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        ma.train_model(model, _mse, batches, steps=5, lr=0.1, optimizer=optimizer)
+        ma.tasks.train_model(model, _mse, batches, steps=5, lr=0.1, optimizer=optimizer)
 
 
 def test_bad_loss_and_exhausted_iterator_are_reported():
     model = torch.nn.Linear(3, 2)
     with pytest.raises(ValueError, match="finite scalar"):
-        ma.train_model(
+        ma.tasks.train_model(
             model, lambda m, b: m(b[0]) - b[1], _regression_batches(), steps=3, progress=False
         )
     with pytest.raises(ValueError, match="finite scalar"):
-        ma.train_model(
+        ma.tasks.train_model(
             model, lambda m, b: _mse(m, b) * float("nan"), _regression_batches(), steps=3,
             progress=False,
         )  # fmt: skip
     with pytest.raises(ValueError, match="batches ran out"):
-        ma.train_model(model, _mse, iter(_regression_batches(2)), steps=5, progress=False)
+        ma.tasks.train_model(model, _mse, iter(_regression_batches(2)), steps=5, progress=False)

@@ -1,4 +1,4 @@
-"""The Triton kernel of chapter 8, run on CPU tensors in Triton's interpreter.
+"""The Triton kernel of chapter 9, run on CPU tensors in Triton's interpreter.
 
 Triton decides when a kernel is *defined* whether to compile it or to interpret it, so
 ``TRITON_INTERPRET=1`` is set here, at collection, before any test runs: the kernels are
@@ -38,10 +38,10 @@ TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 @pytest.fixture(scope="module", autouse=True)
 def interpreted_kernels():
-    from mini_attn import triton_kernels
+    from mini_attn.kernels import launch
 
-    assert triton_kernels.INTERPRETED, (
-        "mini_attn.triton_kernels was imported before TRITON_INTERPRET=1 was set: something "
+    assert launch.INTERPRETED, (
+        "mini_attn.kernels.launch was imported before TRITON_INTERPRET=1 was set: something "
         "called triton_attention before this module was collected"
     )
 
@@ -116,13 +116,11 @@ def test_large_scores_are_stable():
 
 
 def test_single_block_kernel():
-    from mini_attn import triton_kernels
+    from mini_attn.kernels import forward, launch
 
     for dtype in (torch.float32, torch.float16):
         q, k, v = _qkv((3, 20, 16), (3, 37, 16), dtype)
-        got = triton_kernels.launch_single_block(
-            triton_kernels.single_block_attention_kernel, q, k, v
-        )
+        got = launch.launch_single_block(forward.single_block_attention_kernel, q, k, v)
         _assert_close(got, _reference(q, k, v), dtype)
 
 
@@ -241,8 +239,9 @@ def test_missing_triton_is_named(monkeypatch):
     import mini_attn
 
     monkeypatch.setitem(sys.modules, "triton", None)  # as if Triton were not installed
-    monkeypatch.delitem(sys.modules, "mini_attn.triton_kernels", raising=False)
-    monkeypatch.delattr(mini_attn, "triton_kernels", raising=False)
+    for name in ("launch", "forward", "backward"):
+        monkeypatch.delitem(sys.modules, f"mini_attn.kernels.{name}", raising=False)
+        monkeypatch.delattr(mini_attn.kernels, name, raising=False)
     q, k, v = _qkv((10, 16), (12, 16))
     with pytest.raises(ModuleNotFoundError, match=r"needs Triton.*requirements\.txt"):
         ma.triton_attention(q, k, v)

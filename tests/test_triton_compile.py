@@ -13,8 +13,8 @@ import torch
 
 pytest.importorskip("triton", reason="compiling the kernels needs Triton")
 
-from mini_attn.triton_compile import GPUS, compile_for_gpu
-from mini_attn.triton_kernels import forward_shared_bytes
+from mini_attn.kernels.launch import forward_shared_bytes
+from mini_attn.kernels.offline_compile import GPUS, compile_for_gpu
 
 DTYPES = ("float16", "bfloat16", "float32")
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4}

@@ -12,8 +12,8 @@ from .ch03 import *
 from .ch04 import *
 from .ch05 import *
 from .ch06 import *
-from .ch07 import *
 from .ch08 import *
+from .ch09 import *
 
 from . import ch01
 from . import ch02
@@ -21,8 +21,8 @@ from . import ch03
 from . import ch04
 from . import ch05
 from . import ch06
-from . import ch07
 from . import ch08
+from . import ch09
 
 __all__ = [
     "CheckFailed",
@@ -32,6 +32,6 @@ __all__ = [
     *ch04.__all__,
     *ch05.__all__,
     *ch06.__all__,
-    *ch07.__all__,
     *ch08.__all__,
+    *ch09.__all__,
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..pooling import attention_pooling
-from ..softmax import masked_softmax
+from ..attention.pooling import attention_pooling
+from ..core.softmax import masked_softmax
 from ._core import call, expect_close, passed
 
 __all__ = ["check_gaussian_weights", "check_masked_softmax", "check_soft_lookup"]

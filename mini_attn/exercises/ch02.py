@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..masks import padding_mask
-from ..soft import soft_attention
+from ..attention.soft import soft_attention
+from ..core.masks import padding_mask
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = ["check_additive_scores", "check_attention_entropy", "check_padded_soft_attention"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..hard import hard_attention, topk_attention
+from ..attention.hard import hard_attention, topk_attention
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = [

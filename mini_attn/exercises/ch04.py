@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from .._validation import fmt_shape
-from ..masks import causal_mask
-from ..positional import sinusoidal_positional_encoding
-from ..self_attention import SelfAttention
+from ..attention.self_attention import SelfAttention
+from ..core.masks import causal_mask
+from ..core.positional import sinusoidal_positional_encoding
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = ["check_causal_mask", "check_encoder_block", "check_positional_encoding"]

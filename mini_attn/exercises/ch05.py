@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..kqv_numpy import scaled_dot_product_attention_numpy
-from ..masks import causal_mask, padding_mask
-from ..sdpa import scaled_dot_product_attention
+from ..core.masks import causal_mask, padding_mask
+from ..core.numpy_reference import scaled_dot_product_attention_numpy
+from ..core.sdpa import scaled_dot_product_attention
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = [

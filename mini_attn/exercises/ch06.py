@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..multihead import MultiHeadAttention, split_heads
+from ..attention.multihead import MultiHeadAttention, split_heads
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = [

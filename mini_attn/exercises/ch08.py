@@ -1,267 +1,215 @@
-"""Checkers for the exercises of chapter 8, "Writing the fused kernel".
-
-The checkers of Triton kernels import Triton when they are called, not before.
-"""
+"""Checkers for the exercises of chapter 8, "Profiling attention on the GPU"."""
 
 from __future__ import annotations
 
 import math
-import operator
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..masks import causal_mask
-from ..sdpa import scaled_dot_product_attention
+from ..tools.profiling import attainable_flops
 from ._core import CheckFailed, call, expect_close, passed
 
-__all__ = [
-    "check_causal_single_block_kernel",
-    "check_count_key_blocks",
-    "check_softmax_kernel",
-    "launch_rowwise",
-]
+__all__ = ["check_attainable", "check_online_logsumexp", "check_timer"]
 
 
-def _count_tiles(n_queries, n_keys, block_m, block_n, causal, *, unmasked_only=False) -> int:
-    """The (query block, key block) tiles that hold at least one allowed (query, key) pair.
+class _FakeDevice:
+    """A simulated accelerator with its own clock, so that a timer's check is deterministic.
 
-    With ``unmasked_only``, the tiles where every query of the block sees every key of the
-    block (padding queries do not count against a tile; padding keys do: they are masked).
+    ``launch()`` costs the host ``launch_s`` and queues ``work_s`` of work on the device
+    (plus ``first_s`` on the very first call: allocation, kernel choice); an asynchronous
+    device returns at once, a synchronous one (a CPU) returns when the work is done.
+    ``synchronize()`` waits for the queue; ``clock()`` reads the host's clock.
     """
-    allowed = (
-        causal_mask(n_queries, n_keys)
-        if causal
-        else torch.ones(n_queries, n_keys, dtype=torch.bool)
-    )
-    padded = F.pad(allowed, (0, -n_keys % block_n), value=False)  # padding keys
-    padded = F.pad(padded, (0, 0, 0, -n_queries % block_m), value=unmasked_only)  # queries
-    tiles = padded.unflatten(0, (-1, block_m)).unflatten(2, (-1, block_n))  # (Mb, bm, Nb, bn)
-    reduce = torch.all if unmasked_only else torch.any
-    return int(reduce(reduce(tiles, dim=3), dim=1).sum())
+
+    def __init__(self, *, asynchronous, work_s=0.005, launch_s=1e-5, first_s=0.1):
+        self.asynchronous = asynchronous
+        self.work_s, self.launch_s, self.first_s = work_s, launch_s, first_s
+        self.now = 0.0  # the host's clock
+        self.busy_until = 0.0  # when the device finishes its queue
+        self.calls = 0
+        self.calls_at_first_clock = None  # how many calls ran before the clock was first read
+
+    def launch(self) -> None:
+        self.calls += 1
+        self.now += self.launch_s
+        work = self.work_s + (self.first_s if self.calls == 1 else 0.0)
+        self.busy_until = max(self.now, self.busy_until) + work
+        if not self.asynchronous:
+            self.now = self.busy_until
+
+    def synchronize(self) -> None:
+        self.now = max(self.now, self.busy_until)
+
+    def clock(self) -> float:
+        if self.calls_at_first_clock is None:
+            self.calls_at_first_clock = self.calls
+        return self.now
 
 
-def check_count_key_blocks(fn) -> None:
-    """Exercise 8.2: ``fn(n_queries, n_keys, *, block_m, block_n, causal) -> int``.
+def check_timer(fn) -> None:
+    """Exercise 8.1: ``fn(work, *, clock, synchronize, warmup, repeats) -> list of seconds``.
 
-    The number of key blocks (each a ``(block_n, D)`` block of K and one of V) that all the
-    programs of :func:`mini_attn.triton_attention`'s kernel load for one (batch, head): a
-    program loads every key block holding at least one key that one of its queries sees.
+    The checker hands the timer a simulated device: ``work()`` queues 5 ms of work (the
+    first call 100 ms more) and, on the asynchronous device, returns at once; ``clock()``
+    reads the time and ``synchronize()`` waits for the device. Every timed run must come
+    out at 5.01 ms (10 µs of launch plus 5 ms of work).
     """
     cases = [
-        ("L = S = 256, blocks 64 × 64", 256, 256, 64, 64, False),
-        ("ragged: L = 100, S = 130, blocks 64 × 32", 100, 130, 64, 32, False),
-        ("causal, L = S = 256, blocks 64 × 64", 256, 256, 64, 64, True),
-        ("causal, block_m = 128 > block_n = 32", 256, 256, 128, 32, True),
-        ("causal, block_m = 16 < block_n = 64", 200, 200, 16, 64, True),
-        ("causal, more keys than queries: L = 100, S = 300", 100, 300, 64, 16, True),
-        ("causal, more queries than keys: L = 300, S = 100", 300, 100, 64, 32, True),
+        ("an asynchronous device (a GPU), warmup=2, repeats=5", True, 2, 5),
+        ("an asynchronous device, warmup=1, repeats=3", True, 1, 3),
+        ("a synchronous device (a CPU), warmup=1, repeats=4", False, 1, 4),
     ]
-    for case, n_queries, n_keys, block_m, block_n, causal in cases:
-        expected = _count_tiles(n_queries, n_keys, block_m, block_n, causal)
-        got = call(fn, case, n_queries, n_keys, block_m=block_m, block_n=block_n, causal=causal)
+    for case, asynchronous, warmup, repeats in cases:
+        device = _FakeDevice(asynchronous=asynchronous)
+        expected = device.launch_s + device.work_s
+        got = call(
+            fn,
+            case,
+            device.launch,
+            clock=device.clock,
+            synchronize=device.synchronize,
+            warmup=warmup,
+            repeats=repeats,
+        )
         try:
-            got = operator.index(got)
-        except TypeError:
+            times = [float(t) for t in got]
+        except (TypeError, ValueError):
             raise CheckFailed(
-                f"case '{case}': the count should be an int, got {type(got).__name__}"
+                f"case '{case}': return a list of {repeats} times in seconds, "
+                f"got {type(got).__name__}"
             ) from None
-        if got == expected:
-            continue
-        n_query_blocks = math.ceil(n_queries / block_m)
-        padded_queries = n_query_blocks * block_m
-        hints = []
-        if causal:
-            hints += [
-                (
-                    n_query_blocks * math.ceil(n_keys / block_n),
-                    "that is every key block for every query block: with causal=True a "
-                    "program skips the key blocks that lie entirely above the diagonal "
-                    "(keys j > i).",
-                ),
-                (
-                    _count_tiles(padded_queries, n_keys, block_m, block_n, causal),
-                    "the padding queries of the last block (rows ≥ L) need no key: that "
-                    "block's last query is L - 1, so it loads keys up to L - 1 only.",
-                ),
-            ]
-        hints.append((
-            _count_tiles(n_queries, n_keys, block_m, block_n, causal, unmasked_only=True),
-            "you counted only the blocks without a mask; the masked blocks (on the diagonal, "
-            "and the ragged last block) are loaded too.",
-        ))  # fmt: skip
-        if n_queries % block_m or n_keys % block_n:
-            hints.append((
-                (n_queries // block_m) * (n_keys // block_n),
-                "a ragged last block (fewer than block_m queries or block_n keys) still costs "
-                "a whole program or a whole load: round up, as triton.cdiv does.",
-            ))  # fmt: skip
-        hints.append(
-            (math.ceil(n_keys / block_n), "count the key blocks of every program, not of one.")
-        )
-        hint = next((text for count, text in hints if count == got), None)
-        raise CheckFailed(
-            f"case '{case}': expected {expected} key blocks, got {got}"
-            + (f"\nHint: {hint}" if hint else "")
-        )
-    passed("count_key_blocks", len(cases))
-
-
-def _kernel_device(kernel) -> str:
-    """Where the learner's kernel runs: the CPU in Triton's interpreter, else a GPU."""
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
-
-    name = getattr(kernel, "__name__", "your kernel")
-    if isinstance(kernel, InterpretedFunction):
-        return "cpu"
-    if isinstance(kernel, JITFunction) and torch.cuda.is_available():
-        return "cuda"
-    if isinstance(kernel, JITFunction):
-        raise CheckFailed(
-            f"{name} was compiled for a GPU and there is none: set "
-            "os.environ['TRITON_INTERPRET'] = '1' before you define it (the chapter's first "
-            "cell does), then run its cell again"
-        )
-    raise CheckFailed(f"{name} is not a Triton kernel: decorate it with @triton.jit")
-
-
-def _run_kernel(case: str, launch, *args):
-    """``launch(*args)``; a stub or a crash of the learner's kernel becomes a plain message."""
-    try:
-        return launch(*args)
-    except Exception as error:
-        chain, cause = [], error
-        while cause is not None and len(chain) < 10:
-            chain.append(cause)
-            cause = cause.__cause__ or cause.__context__
-        if any(
-            isinstance(e, NotImplementedError) or "NotImplementedError" in str(e) for e in chain
-        ):
+        if device.calls != warmup + repeats:
             raise CheckFailed(
-                "your kernel is not implemented yet (it raised NotImplementedError). Replace "
-                "the `raise NotImplementedError` line with your code, then run the check again."
-            ) from None
-        raise CheckFailed(
-            f"case '{case}': your kernel raised {type(error).__name__}: {error}"
-        ) from error
-
-
-def launch_rowwise(kernel, x: torch.Tensor) -> torch.Tensor:
-    """Launch a softmax kernel like exercise 8.1's: one program per row of a 2-D tensor."""
-    import triton
-
-    x = x.contiguous()
-    out = torch.empty_like(x)
-    n_rows, n_cols = x.shape
-    kernel[(n_rows,)](x, out, n_cols, BLOCK=triton.next_power_of_2(n_cols))
-    return out
-
-
-def check_softmax_kernel(kernel) -> None:
-    """Exercise 8.1: a Triton kernel for the softmax of each row of a 2-D tensor.
-
-    ``kernel(X, Out, n_cols, BLOCK: tl.constexpr)`` is launched with one program per row,
-    ``kernel[(n_rows,)](x, out, n_cols, BLOCK=triton.next_power_of_2(n_cols))``, on a
-    contiguous ``(n_rows, n_cols)`` tensor ``x``; ``out`` has the shape and dtype of ``x``.
-    """
-    device = _kernel_device(kernel)
-    g = torch.Generator().manual_seed(81)
-    cases = [
-        ("3 rows of 16 (a power of two)", torch.randn(3, 16, generator=g)),
-        ("5 rows of 13 (padded to 16)", torch.randn(5, 13, generator=g)),
-        ("2 rows of 100 (padded to 128)", torch.randn(2, 100, generator=g)),
-        ("large values (± 1000)", torch.randn(4, 20, generator=g) * 1000),
-        ("float16, 3 rows of 40", torch.randn(3, 40, generator=g).half()),
-    ]
-    for case, x in cases:
-        expected = torch.softmax(x.float(), dim=-1).to(x.dtype)
-        got = _run_kernel(case, launch_rowwise, kernel, x.to(device))
-        tol = 1e-3 if x.dtype == torch.float16 else 1e-5
-
-        def hint(got, expected=expected):
-            got = got.float()
-            if not torch.isfinite(got).all():
-                return "exp overflows for large values: subtract the row's maximum first."
-            sums = got.sum(dim=-1)
-            if (sums < 1 - 1e-2).any():
-                return (
-                    "the rows sum to less than 1: the padding lanes (columns ≥ n_cols) count in "
-                    "the sum. Load them with other=-float('inf'), so that exp gives them 0."
+                f"case '{case}': work() was called {device.calls} times; expected "
+                f"warmup + repeats = {warmup + repeats} (the warm-up calls are not timed)"
+            )
+        if len(times) != repeats:
+            raise CheckFailed(f"case '{case}': expected {repeats} times, got {len(times)}")
+        for i, t in enumerate(times):
+            if math.isclose(t, expected, rel_tol=1e-6, abs_tol=1e-12):
+                continue
+            message = f"case '{case}': timed run {i} took {t * 1e3:.4g} ms, expected 5.01 ms"
+            if t < device.work_s / 2:
+                hint = (
+                    "you read the clock before the device had finished: work() only queues "
+                    "the work. Call synchronize() after work() and before reading clock()."
                 )
-            if got.shape[0] > 1 and torch.allclose(got, expected[:1].expand_as(got).float()):
-                return "every row got row 0's softmax: move the pointers by row · n_cols."
+            elif t > device.first_s and not device.calls_at_first_clock:
+                hint = (
+                    "this run includes the slow first call: call work() `warmup` times "
+                    "before the timed runs, and do not time those."
+                )
+            elif i == 0 and t > 1.5 * expected:
+                hint = (
+                    "the first timed run includes work still queued from the warm-up: "
+                    "call synchronize() before you start the clock."
+                )
+            else:
+                hint = "time exactly one call of work() per run: clock() before, after sync."
+            raise CheckFailed(f"{message}\nHint: {hint}")
+    passed("timer", len(cases))
+
+
+def check_attainable(fn) -> None:
+    """Exercise 8.2: ``fn(intensity, peak_flops, bandwidth) -> attainable FLOP/s``.
+
+    The roofline: ``min(peak_flops, intensity × bandwidth)``, for a number or a NumPy array
+    of intensities.
+    """
+    peak, bandwidth = 1e12, 1e11  # 1 TFLOP/s and 100 GB/s: the ridge is at 10 FLOP/byte
+    cases = [
+        ("memory-bound: intensity 2 FLOP/byte", 2.0),
+        ("compute-bound: intensity 50 FLOP/byte", 50.0),
+        ("exactly at the ridge point, 10 FLOP/byte", 10.0),
+        ("an array of intensities", np.array([0.25, 1.0, 8.0, 10.0, 64.0, 1000.0])),
+    ]
+    for case, intensity in cases:
+        expected = torch.as_tensor(
+            attainable_flops(intensity, peak, bandwidth), dtype=torch.float64
+        )
+        got = call(fn, case, intensity, peak, bandwidth)
+
+        def hint(got, intensity=intensity):
+            x = np.asarray(intensity, dtype=float)
+            got = got.numpy()
+            if np.allclose(got, x * bandwidth):
+                return "beyond the ridge point the compute ceiling (peak_flops) caps the rate."
+            if np.allclose(got, np.maximum(peak, x * bandwidth)):
+                return "a computation reaches the *lower* of the two ceilings: min, not max."
+            if np.allclose(got, np.minimum(peak, x / bandwidth)) or np.allclose(
+                got, np.minimum(peak, bandwidth / np.where(x == 0, 1, x))
+            ):
+                return "FLOP/s = (FLOP/byte) × (byte/s): multiply intensity by bandwidth."
             return None
 
-        expect_close(case, got, expected, what="the softmax", atol=tol, rtol=tol, hint=hint)
-    passed("softmax_kernel", len(cases))
+        if not isinstance(got, torch.Tensor):
+            try:
+                got = torch.as_tensor(np.asarray(got, dtype=float))
+            except (TypeError, ValueError):
+                raise CheckFailed(
+                    f"case '{case}': return a number or a NumPy array, got {type(got).__name__}"
+                ) from None
+        expect_close(
+            case, got, expected, what="the attainable FLOP/s", atol=0, rtol=1e-6, hint=hint
+        )
+    passed("attainable", len(cases))
 
 
-def check_causal_single_block_kernel(kernel) -> None:
-    """Exercise 8.3: a causal version of ``single_block_attention_kernel``.
+def _without_rescaling(scores: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The common mistake: a running max, but the old sum is never rescaled."""
+    row_max = torch.full(scores.shape[:-1], -math.inf, dtype=scores.dtype)
+    row_sum = torch.zeros(scores.shape[:-1], dtype=scores.dtype)
+    for start in range(0, scores.shape[-1], block_size):
+        row_max = torch.maximum(row_max, scores[..., start : start + block_size].amax(dim=-1))
+        row_sum = row_sum + torch.exp(
+            scores[..., start : start + block_size] - row_max[..., None]
+        ).sum(-1)
+    return row_max + torch.log(row_sum)
 
-    ``kernel`` is a ``@triton.jit`` function with the signature of
-    ``mini_attn.triton_kernels.single_block_attention_kernel``; it is launched by
-    ``mini_attn.triton_kernels.launch_single_block``, one program per sequence. Query ``i``
-    may attend to keys ``j ≤ i`` only (top-left aligned, as PyTorch's ``is_causal``). Runs
-    on CPU tensors in Triton's interpreter, on CUDA tensors when compiled.
+
+def check_online_logsumexp(fn) -> None:
+    r"""Exercise 8.3: ``fn(scores (..., S), block_size) -> (...)``, the log-sum-exp of each row.
+
+    :math:`\log \sum_j e^{s_j}`, computed by visiting the scores ``block_size`` at a time
+    with a running maximum and a running sum, as :func:`~mini_attn.tiled_attention` does.
+    A row whose scores are all ``-inf`` (every key masked) gives ``-inf``, never NaN.
     """
-    from ..triton_kernels import launch_single_block
-
-    device = _kernel_device(kernel)
-    g = torch.Generator().manual_seed(8)
-
-    def qkv(n, n_queries, n_keys, dtype=torch.float32, q_scale=1.0):
-        q = torch.randn(n, n_queries, 16, generator=g) * q_scale
-        k, v = torch.randn(n, n_keys, 16, generator=g), torch.randn(n, n_keys, 16, generator=g)
-        return tuple(x.to(device, dtype) for x in (q, k, v))
-
+    g = torch.Generator().manual_seed(7)
+    rising = torch.linspace(-3, 6, 12)[None, :]  # the maximum grows in every block
+    masked = torch.randn(3, 10, generator=g)
+    masked[1] = -math.inf  # a fully masked row
+    masked[2, :6] = -math.inf  # the first blocks of this row are masked
     cases = [
-        ("one sequence, L = S = 16", *qkv(1, 16, 16)),
-        ("two sequences, L = S = 20 (padded to 32)", *qkv(2, 20, 20)),
-        ("more keys than queries: L = 12, S = 30", *qkv(1, 12, 30)),
-        ("more queries than keys: L = 30, S = 12", *qkv(1, 30, 12)),
-        ("large scores (queries × 30)", *qkv(1, 24, 24, q_scale=30.0)),
-        ("float16, L = S = 32", *qkv(2, 32, 32, torch.float16)),
+        ("one row of 10 scores, blocks of 4", torch.randn(1, 10, generator=g), 4),
+        ("scores that rise from block to block, blocks of 5", rising, 5),
+        ("scores around 1000 (exp overflows)", torch.randn(2, 9, generator=g) + 1000, 3),
+        ("rows with every or some scores -inf (masked), blocks of 3", masked, 3),
+        ("batch dims (2, 3, 50), blocks of 16", torch.randn(2, 3, 50, generator=g), 16),
+        (
+            "one block holds everything (block_size 64 > S = 20)",
+            torch.randn(4, 20, generator=g),
+            64,
+        ),
     ]
-    for case, q, k, v in cases:
-        q32, k32, v32 = q.float(), k.float(), v.float()
-        expected = scaled_dot_product_attention(q32, k32, v32, causal=True)[0]
-        got = _run_kernel(case, launch_single_block, kernel, q, k, v)
-        tol = 2e-3 if q.dtype == torch.float16 else 1e-4
-        n_queries, n_keys = q.shape[1], k.shape[1]
+    for case, scores, block_size in cases:
+        expected = torch.logsumexp(scores, dim=-1)
 
-        def hint(got, q32=q32, k32=k32, v32=v32, n_queries=n_queries, n_keys=n_keys, tol=tol):
-            got = got.float()
+        def hint(got, scores=scores, block_size=block_size):
             if torch.isnan(got).any():
                 return (
-                    "NaN: a query row whose every score is -inf has no maximum to subtract. "
-                    "With the mask j ≤ i, query i always sees key 0 — is your mask right, and "
-                    "did you keep the mask of the padding keys (j < n_keys)?"
+                    "NaN comes from exp(-inf - (-inf)) in a row (or block) where every score is "
+                    "-inf: shift by 0 instead of the maximum while the maximum is still -inf."
                 )
-
-            def attention(mask):
-                return scaled_dot_product_attention(q32, k32, v32, mask=mask)[0]
-
-            rows = torch.arange(n_queries)[:, None]
-            cols = torch.arange(n_keys)[None, :]
-            guesses = [
-                (None, "the output is not causal: mask the scores where key j > query i."),
-                (
-                    cols >= rows,
-                    "your mask is inverted: query i may see keys j ≤ i (on and below the "
-                    "diagonal), not j ≥ i.",
-                ),
-                (
-                    cols <= rows + (n_keys - n_queries),
-                    "your diagonal is aligned bottom-right (key j ≤ i + S - L); PyTorch's "
-                    "is_causal aligns it top-left: key j ≤ i, whatever L and S.",
-                ),
-            ]
-            for mask, text in guesses:
-                if torch.allclose(got, attention(mask), atol=tol, rtol=tol):
-                    return text
+            if torch.isinf(got).any():
+                return "exp overflowed: subtract the running maximum before exp."
+            if torch.allclose(got, _without_rescaling(scores, block_size), atol=1e-5):
+                return (
+                    "when the running maximum grows from m_old to m_new, the sum collected so "
+                    "far was computed with m_old: multiply it by exp(m_old - m_new)."
+                )
             return None
 
-        expect_close(case, got, expected, what="the output", atol=tol, rtol=tol, hint=hint)
-    passed("causal_single_block_kernel", len(cases))
+        got = call(fn, case, scores.clone(), block_size)
+        expect_close(case, got, expected, what="the log-sum-exp", hint=hint)
+    passed("online_logsumexp", len(cases))

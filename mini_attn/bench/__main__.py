@@ -1,0 +1,5 @@
+import sys
+
+from mini_attn.bench import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""Scaled dot-product attention, ``softmax(Q Kᵀ / √E) V`` (chapter 5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import broadcast_batch, check_bool_mask, check_floating, check_tensor, fmt_shape
+from .masks import causal_mask
+
+__all__ = ["scaled_dot_product_attention"]
+
+
+def _check_qkv(query, key, value) -> None:
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_floating(check_tensor(x, name, min_ndim=2), name)
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"query {fmt_shape(query.shape)} and key {fmt_shape(key.shape)} must have the same "
+            "last dimension E (a score is a dot product of a query and a key)"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"key {fmt_shape(key.shape)} and value {fmt_shape(value.shape)} must have the same "
+            "number of rows S (one value per key)"
+        )
+
+
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Scaled dot-product attention: :math:`\mathrm{softmax}(Q K^\top \cdot \mathrm{scale})\, V`.
+
+    Equals :func:`torch.nn.functional.scaled_dot_product_attention` wherever both are
+    defined, and also returns the attention weights. A query whose keys are all masked
+    gets zero weights and a zero output row, never NaN (a naive softmax gives 0/0 there).
+
+    Args:
+        query (Tensor): shape :math:`(..., L, E)`.
+        key (Tensor): shape :math:`(..., S, E)`.
+        value (Tensor): shape :math:`(..., S, Ev)`.
+        mask (Tensor, optional): boolean, broadcastable to :math:`(..., L, S)`, ``True``
+            where a query may attend to a key.
+        causal (bool): let query ``i`` attend to keys ``j ≤ i`` only (top-left aligned, as
+            PyTorch's ``is_causal``); combined with ``mask`` by AND. Default: False.
+        scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{E}`.
+        dropout_p (float): dropout probability on the weights; use 0 in evaluation.
+            Default: 0.
+
+    Returns:
+        (Tensor, Tensor): ``output`` of shape :math:`(..., L, Ev)` and ``weights`` of shape
+        :math:`(..., L, S)` (after dropout, if any).
+
+    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
+    ``...`` any batch dimensions (they broadcast).
+    """
+    _check_qkv(query, key, value)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    n_queries, n_keys = query.shape[-2], key.shape[-2]
+    batch = broadcast_batch(query=query, key=key, value=value)
+    scores_shape = (*batch, n_queries, n_keys)
+    check_bool_mask(mask, scores_shape)
+    if causal:
+        future = causal_mask(n_queries, n_keys, device=query.device)
+        mask = future if mask is None else mask & future
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+
+    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × E matrix
+    # instead of the larger L × S one
+    scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √E
+    if mask is not None:
+        scores = torch.where(mask, scores, float("-inf"))  # masked keys: exp(-inf) = 0
+    # one fused softmax (it subtracts the row maximum); half precision is summed in float32
+    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    weights = weights.to(scores.dtype)  # (..., L, S), each row sums to 1
+    if mask is not None:
+        # a query with every key masked got 0/0 = NaN weights: give it zeros instead
+        weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
+    if dropout_p > 0.0:
+        weights = torch.nn.functional.dropout(weights, p=dropout_p)
+    return weights @ value, weights  # (..., L, Ev), (..., L, S)

@@ -1,0 +1,60 @@
+"""The masked softmax: turns attention scores into attention weights (chapter 1)."""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_bool_mask, check_dim, check_floating, check_tensor
+
+__all__ = ["masked_softmax"]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def masked_softmax(
+    scores: torch.Tensor, mask: torch.Tensor | None = None, dim: int = -1
+) -> torch.Tensor:
+    r"""Softmax over ``dim`` in which masked positions get weight exactly 0.
+
+    .. math:: w_j = \frac{m_j \exp(s_j - \max_k s_k)}{\sum_k m_k \exp(s_k - \max_k s_k)}
+
+    Subtracting the largest unmasked score first keeps ``exp`` from overflowing, so
+    scores of any size are safe. A row in which every position is masked gets all-zero
+    weights, never NaN. Half-precision scores (float16, bfloat16) are computed in
+    float32 and returned in their own dtype.
+
+    Args:
+        scores (Tensor): attention scores, shape :math:`(..., L, S)` (any shape works;
+            the softmax runs over ``dim``). A score of ``-inf`` acts like a masked
+            position; ``+inf`` and NaN are not meaningful scores.
+        mask (Tensor, optional): boolean, broadcastable to ``scores``; ``True`` where a
+            query may attend to a key (the convention of
+            :func:`torch.nn.functional.scaled_dot_product_attention`). Default: None,
+            every position allowed.
+        dim (int): the dimension that sums to one. Default: -1 (the keys).
+
+    Returns:
+        Tensor: the weights, same shape and dtype as ``scores``; non-negative, each
+        slice along ``dim`` sums to 1, or is all zeros if fully masked.
+
+    Shape legend: ``L`` queries, ``S`` keys, ``...`` any batch dimensions.
+
+    Raises:
+        TypeError: ``scores`` is not a floating-point tensor, or ``mask`` is not boolean.
+        ValueError: ``mask`` does not broadcast to ``scores``, or ``dim`` is out of range.
+    """
+    check_floating(check_tensor(scores, "scores", min_ndim=1), "scores")
+    dim = check_dim(dim, scores.dim())
+    check_bool_mask(mask, scores.shape)
+
+    x = scores.float() if scores.dtype in _HALF else scores
+    if mask is not None:
+        x = x.masked_fill(~mask, float("-inf"))  # masked keys: exp(-inf) = 0
+    # subtract the row maximum for stability; a fully masked row has max -inf, use 0 there
+    row_max = x.amax(dim=dim, keepdim=True).detach()
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    exp = torch.exp(x - row_max)
+    denom = exp.sum(dim=dim, keepdim=True)  # >= 1 unless the whole row is masked
+    # clamping only changes fully masked rows, where it turns 0/0 into 0/tiny = 0
+    weights = exp / denom.clamp_min(torch.finfo(x.dtype).tiny)
+    return weights.to(scores.dtype)

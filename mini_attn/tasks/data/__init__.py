@@ -1,0 +1,1 @@
+"""The chapters' data sets, generated or shipped inside a package (nothing is downloaded)."""

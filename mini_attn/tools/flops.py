@@ -1,0 +1,111 @@
+"""How much arithmetic and how much memory traffic attention needs (chapter 8).
+
+Two numbers place a computation on the roofline: its floating-point operations (FLOPs)
+and the bytes it moves between memory and the processor. Their ratio, FLOPs per byte, is
+the **arithmetic intensity**.
+"""
+
+from __future__ import annotations
+
+__all__ = ["attention_bytes", "attention_flops"]
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative, got {value}")
+
+
+def attention_flops(
+    batch: int,
+    heads: int,
+    n_queries: int,
+    n_keys: int,
+    head_dim: int,
+    *,
+    causal: bool = False,
+) -> int:
+    r"""Forward FLOPs of :math:`\mathrm{softmax}(Q K^\top) V`: :math:`4 \cdot B H L S D`.
+
+    Two matrix products dominate: :math:`Q K^\top` multiplies an :math:`(L, D)` by a
+    :math:`(D, S)` matrix, :math:`L S D` multiply-adds, and :math:`P V` another
+    :math:`L S D`; a multiply-add counts as 2 FLOPs, so :math:`4 L S D` per head. The
+    softmax (:math:`O(L S)`) is left out, as in the FlashAttention papers, whose convention
+    this follows: with ``causal=True`` the count is halved (half the scores are masked).
+    The backward pass costs about 2.5 times the forward (five products instead of two).
+
+    Args:
+        batch (int): ``B``, the batch size.
+        heads (int): ``H``, the number of (query) heads.
+        n_queries (int): ``L``, queries per sequence.
+        n_keys (int): ``S``, keys per sequence.
+        head_dim (int): ``D``, the size of a query, key and value of one head.
+        causal (bool): halve the count for a causal mask. Default: False.
+
+    Returns:
+        int: the number of floating-point operations.
+
+    Shape legend: ``B`` batch, ``H`` heads, ``L`` queries, ``S`` keys, ``D`` head size.
+    """
+    _check_sizes(batch=batch, heads=heads, n_queries=n_queries, n_keys=n_keys, head_dim=head_dim)
+    flops = 4 * batch * heads * n_queries * n_keys * head_dim  # two products, 2 FLOPs per MAC
+    return flops // 2 if causal else flops
+
+
+def attention_bytes(
+    batch: int,
+    heads: int,
+    n_queries: int,
+    n_keys: int,
+    head_dim: int,
+    *,
+    element_size: int = 4,
+    materialized: bool = True,
+    kv_heads: int | None = None,
+) -> int:
+    r"""The least memory traffic of one attention forward, in bytes.
+
+    Every implementation reads :math:`Q` (:math:`B H L D` elements), :math:`K` and
+    :math:`V` (:math:`B H_{kv} S D` each) and writes the output (:math:`B H L D`). An
+    implementation that **materializes** the scores, as ``softmax(Q Kᵀ) V`` written in
+    three lines does, also writes the :math:`L \times S` scores, reads them back for the
+    softmax, writes the weights and reads them again for :math:`P V`: four more passes
+    over :math:`B H L S` elements. A fused kernel (FlashAttention) keeps the scores on
+    chip and moves only the first four tensors. Real kernels move at least this much.
+
+    Args:
+        batch (int): ``B``, the batch size.
+        heads (int): ``H``, the number of query heads.
+        n_queries (int): ``L``, queries per sequence.
+        n_keys (int): ``S``, keys per sequence.
+        head_dim (int): ``D``, the head size.
+        element_size (int): bytes per element: 4 for float32, 2 for bfloat16/float16.
+            Default: 4.
+        materialized (bool): count the four passes over the :math:`L \times S` scores
+            and weights (naive attention). Default: True.
+        kv_heads (int, optional): ``H_kv``, the number of key/value heads (grouped-query
+            attention). Default: ``heads``.
+
+    Returns:
+        int: bytes read and written.
+
+    Shape legend: ``B`` batch, ``H`` heads, ``L`` queries, ``S`` keys, ``D`` head size.
+    """
+    kv_heads = heads if kv_heads is None else kv_heads
+    _check_sizes(
+        batch=batch,
+        heads=heads,
+        n_queries=n_queries,
+        n_keys=n_keys,
+        head_dim=head_dim,
+        element_size=element_size,
+        kv_heads=kv_heads,
+    )
+    queries_and_output = 2 * batch * heads * n_queries * head_dim  # read Q, write O
+    keys_and_values = 2 * batch * kv_heads * n_keys * head_dim  # read K and V
+    elements = queries_and_output + keys_and_values
+    if materialized:
+        elements += 4 * batch * heads * n_queries * n_keys  # scores and weights, 2 passes each
+    return elements * element_size
