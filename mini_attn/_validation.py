@@ -9,13 +9,19 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "HALF_DTYPES",
     "broadcast_batch",
     "check_bool_mask",
     "check_dim",
     "check_floating",
+    "check_positive_int",
+    "check_qkv",
     "check_tensor",
     "fmt_shape",
 ]
+
+# the 16-bit floating-point types, whose softmax statistics are accumulated in float32
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def fmt_shape(shape) -> str:
@@ -25,7 +31,21 @@ def fmt_shape(shape) -> str:
 
 
 def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None = None):
-    """Refuse anything that is not a tensor, or a tensor with the wrong number of dims."""
+    """Refuse anything that is not a tensor, or a tensor with the wrong number of dims.
+
+    Args:
+        x: the argument to check.
+        name (str): its name, for the message.
+        ndim (int, optional): the number of dimensions it must have.
+        min_ndim (int, optional): the least number of dimensions it may have.
+
+    Returns:
+        Tensor: ``x``, unchanged.
+
+    Raises:
+        TypeError: ``x`` is not a tensor.
+        ValueError: ``x`` has the wrong number of dimensions.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None and x.dim() != ndim:
@@ -57,6 +77,19 @@ def check_bool_mask(mask, shape, *, name: str = "mask", target: str = "scores"):
     A boolean mask is ``True`` where a query may attend to a key, as in
     :func:`torch.nn.functional.scaled_dot_product_attention`. Float (additive) masks
     are refused: their meaning (0 or -inf added to the scores) is a different convention.
+
+    Args:
+        mask (Tensor or None): the mask to check; None passes.
+        shape (tuple): the shape it must broadcast to.
+        name (str): its name, for the message. Default: ``"mask"``.
+        target (str): what ``shape`` is the shape of, for the message. Default: ``"scores"``.
+
+    Returns:
+        Tensor or None: ``mask``, unchanged.
+
+    Raises:
+        TypeError: ``mask`` is not a boolean tensor.
+        ValueError: ``mask`` does not broadcast to ``shape``.
     """
     if mask is None:
         return None
@@ -91,3 +124,39 @@ def broadcast_batch(**tensors: torch.Tensor) -> tuple[int, ...]:
     except RuntimeError:
         shapes = ", ".join(f"{name} {fmt_shape(t.shape)}" for name, t in tensors.items())
         raise ValueError(f"the batch dimensions of {shapes} do not broadcast") from None
+
+
+def check_positive_int(value, name: str) -> int:
+    """Refuse anything but a positive ``int`` (``True``, ``2.0`` and ``0`` included).
+
+    Raises:
+        ValueError: ``value`` is not an integer of at least 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_qkv(query, key, value) -> None:
+    """Check queries ``(..., L, E)``, keys ``(..., S, E)`` and values ``(..., S, Ev)``.
+
+    Floating-point tensors with at least two dimensions, queries and keys of one size
+    ``E``, one value per key, and batch dimensions that broadcast.
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: the sizes do not match, or the batch dimensions do not broadcast.
+    """
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_floating(check_tensor(x, name, min_ndim=2), name)
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"query {fmt_shape(query.shape)} and key {fmt_shape(key.shape)} must have the same "
+            "last dimension E (a score is a dot product of a query and a key)"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"key {fmt_shape(key.shape)} and value {fmt_shape(value.shape)} must have the same "
+            "number of rows S (one value per key)"
+        )
+    broadcast_batch(query=query, key=key, value=value)

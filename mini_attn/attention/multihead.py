@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
+from .._validation import (
+    check_bool_mask,
+    check_floating,
+    check_positive_int,
+    check_tensor,
+    fmt_shape,
+)
 from ..core.masks import causal_mask
 from ..core.sdpa import scaled_dot_product_attention
 
@@ -33,7 +39,7 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     dimensions (usually ``B``).
     """
     check_tensor(x, "x", min_ndim=2)
-    _check_count(num_heads, "num_heads")
+    check_positive_int(num_heads, "num_heads")
     if x.shape[-1] % num_heads != 0:
         raise ValueError(
             f"the last dimension of x {fmt_shape(x.shape)} must be divisible by "
@@ -58,12 +64,6 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     check_tensor(x, "x", min_ndim=3)
     x = x.transpose(-3, -2)  # (..., N, H, D)
     return x.flatten(-2)  # (..., N, H·D)
-
-
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class MultiHeadAttention(nn.Module):
@@ -110,10 +110,10 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_count(embed_dim, "embed_dim")
-        _check_count(num_heads, "num_heads")
+        check_positive_int(embed_dim, "embed_dim")
+        check_positive_int(num_heads, "num_heads")
         num_kv_heads = (
-            num_heads if num_kv_heads is None else _check_count(num_kv_heads, "num_kv_heads")
+            num_heads if num_kv_heads is None else check_positive_int(num_kv_heads, "num_kv_heads")
         )
         if embed_dim % num_heads != 0:
             raise ValueError(

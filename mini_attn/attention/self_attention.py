@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_floating, check_tensor, fmt_shape
+from .._validation import check_floating, check_positive_int, check_tensor, fmt_shape
 from ..core.sdpa import scaled_dot_product_attention
 
 __all__ = ["SelfAttention"]
@@ -35,11 +35,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, embed_dim: int, head_dim: int | None = None, *, bias: bool = False):
         super().__init__()
-        head_dim = embed_dim if head_dim is None else head_dim
-        if embed_dim < 1 or head_dim < 1:
-            raise ValueError(
-                f"embed_dim and head_dim must be positive, got {embed_dim} and {head_dim}"
-            )
+        check_positive_int(embed_dim, "embed_dim")
+        head_dim = embed_dim if head_dim is None else check_positive_int(head_dim, "head_dim")
         self.embed_dim, self.head_dim = embed_dim, head_dim
         self.q_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_q
         self.k_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_k

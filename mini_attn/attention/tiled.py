@@ -13,11 +13,9 @@ import math
 
 import torch
 
-from ..core.sdpa import _check_qkv
+from .._validation import HALF_DTYPES, broadcast_batch, check_positive_int, check_qkv
 
 __all__ = ["tiled_attention"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def tiled_attention(
@@ -61,13 +59,12 @@ def tiled_attention(
     Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
     ``...`` any batch dimensions (they broadcast).
     """
-    _check_qkv(query, key, value)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_qkv(query, key, value)
+    check_positive_int(block_size, "block_size")
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    batch = broadcast_batch(query=query, key=key, value=value)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    acc_dtype = torch.float32 if query.dtype in _HALF else query.dtype  # softmax statistics
+    acc_dtype = torch.float32 if query.dtype in HALF_DTYPES else query.dtype  # softmax statistics
 
     # per query: running max m, running sum l of exp(score - m), running sum of exp(...)·v
     row_max = query.new_full((*batch, n_queries, 1), -math.inf, dtype=acc_dtype)  # (..., L, 1)

@@ -6,25 +6,11 @@ import math
 
 import torch
 
-from .._validation import broadcast_batch, check_bool_mask, check_floating, check_tensor, fmt_shape
+from .._validation import broadcast_batch, check_bool_mask, check_qkv
 from .masks import causal_mask
+from .softmax import masked_softmax
 
 __all__ = ["scaled_dot_product_attention"]
-
-
-def _check_qkv(query, key, value) -> None:
-    for name, x in (("query", query), ("key", key), ("value", value)):
-        check_floating(check_tensor(x, name, min_ndim=2), name)
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query {fmt_shape(query.shape)} and key {fmt_shape(key.shape)} must have the same "
-            "last dimension E (a score is a dot product of a query and a key)"
-        )
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(
-            f"key {fmt_shape(key.shape)} and value {fmt_shape(value.shape)} must have the same "
-            "number of rows S (one value per key)"
-        )
 
 
 def scaled_dot_product_attention(
@@ -62,7 +48,7 @@ def scaled_dot_product_attention(
     Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
     ``...`` any batch dimensions (they broadcast).
     """
-    _check_qkv(query, key, value)
+    check_qkv(query, key, value)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     n_queries, n_keys = query.shape[-2], key.shape[-2]
@@ -77,14 +63,9 @@ def scaled_dot_product_attention(
     # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × E matrix
     # instead of the larger L × S one
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √E
-    if mask is not None:
-        scores = torch.where(mask, scores, float("-inf"))  # masked keys: exp(-inf) = 0
-    # one fused softmax (it subtracts the row maximum); half precision is summed in float32
-    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
-    weights = weights.to(scores.dtype)  # (..., L, S), each row sums to 1
-    if mask is not None:
-        # a query with every key masked got 0/0 = NaN weights: give it zeros instead
-        weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
+    if mask is not None:  # the mask may carry batch dimensions that Q Kᵀ lacks
+        scores = scores.expand(torch.broadcast_shapes(scores.shape, mask.shape))
+    weights = masked_softmax(scores, mask)  # (..., L, S): rows sum to 1, or 0 if all masked
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     return weights @ value, weights  # (..., L, Ev), (..., L, S)

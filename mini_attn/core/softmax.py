@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_bool_mask, check_dim, check_floating, check_tensor
+from .._validation import HALF_DTYPES, check_bool_mask, check_dim, check_floating, check_tensor
 
 __all__ = ["masked_softmax"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def masked_softmax(
@@ -47,14 +45,12 @@ def masked_softmax(
     dim = check_dim(dim, scores.dim())
     check_bool_mask(mask, scores.shape)
 
-    x = scores.float() if scores.dtype in _HALF else scores
+    x = scores.float() if scores.dtype in HALF_DTYPES else scores  # half: sum in float32
     if mask is not None:
         x = x.masked_fill(~mask, float("-inf"))  # masked keys: exp(-inf) = 0
-    # subtract the row maximum for stability; a fully masked row has max -inf, use 0 there
-    row_max = x.amax(dim=dim, keepdim=True).detach()
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = torch.exp(x - row_max)
-    denom = exp.sum(dim=dim, keepdim=True)  # >= 1 unless the whole row is masked
-    # clamping only changes fully masked rows, where it turns 0/0 into 0/tiny = 0
-    weights = exp / denom.clamp_min(torch.finfo(x.dtype).tiny)
+    # torch.softmax subtracts the row maximum before exp, so large scores cannot overflow
+    weights = torch.softmax(x, dim=dim)
+    # a row with every position masked (every score -inf) is 0/0 = NaN: give it zeros
+    empty = torch.isneginf(x).all(dim=dim, keepdim=True)
+    weights = weights.masked_fill(empty, 0.0)
     return weights.to(scores.dtype)
