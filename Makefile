@@ -45,12 +45,12 @@ student-book: $(STAMP) $(MATHJAX)  ## the book without solutions, for students, 
 	@echo "The students' copy is built: open file://$(abspath _build/students/_build/html/index.html)"
 
 lint: $(STAMP)  ## ruff check and format check
-	$(BIN)/ruff check mini_attn tests scripts _ext
-	$(BIN)/ruff format --check mini_attn tests scripts _ext
+	$(BIN)/ruff check mini_attn tests scripts _ext book_tools
+	$(BIN)/ruff format --check mini_attn tests scripts _ext book_tools
 
 format: $(STAMP)  ## format the code with ruff
-	$(BIN)/ruff format mini_attn tests scripts _ext
-	$(BIN)/ruff check --fix mini_attn tests scripts _ext
+	$(BIN)/ruff format mini_attn tests scripts _ext book_tools
+	$(BIN)/ruff check --fix mini_attn tests scripts _ext book_tools
 
 test: book lint  ## run every test (package, checkers, built book in a real browser)
 	$(BIN)/python -m pytest

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import ClassVar
 
 from sphinx.directives.code import LiteralInclude
 from sphinx.pycode import ModuleAnalyzer
@@ -23,10 +24,10 @@ def _find(tree: ast.Module, qualname: str) -> ast.AST:
     node: ast.AST = tree
     for part in qualname.split("."):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                if child.name == part:
-                    node = child
-                    break
+            defines = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            if defines and child.name == part:
+                node = child
+                break
         else:
             raise ValueError(f"no object named {qualname!r}")
     return node
@@ -36,9 +37,10 @@ def docstring_lines(filename: str | Path, pyobject: str) -> tuple[int, int] | No
     """The first and last line (1-based, in the file) of ``pyobject``'s docstring, or None."""
     node = _find(ast.parse(Path(filename).read_text()), pyobject)
     body = getattr(node, "body", [])
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        if isinstance(body[0].value.value, str):
-            return body[0].lineno, body[0].end_lineno
+    first = body[0] if body else None
+    value = first.value if isinstance(first, ast.Expr) else None
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return first.lineno, first.end_lineno
     return None
 
 
@@ -67,7 +69,7 @@ def code_without_docstring(filename: str | Path, pyobject: str) -> str:
 class LiteralIncludeWithoutDocstring(LiteralInclude):
     """Sphinx's ``literalinclude``, plus ``:no-docstring:`` (with ``:pyobject:`` only)."""
 
-    option_spec = {**LiteralInclude.option_spec, "no-docstring": lambda argument: True}
+    option_spec: ClassVar = {**LiteralInclude.option_spec, "no-docstring": lambda argument: True}
 
     def run(self):
         if "no-docstring" in self.options:
