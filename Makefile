@@ -13,7 +13,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book student-book test lint format serve ipynb notebooks chapter clean
+.PHONY: help install book student-book test check lint format serve ipynb notebooks chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ format: $(STAMP)  ## format the code with ruff
 
 test: book lint  ## run every test (package, checkers, built book in a real browser)
 	$(BIN)/python -m pytest
+
+check: $(STAMP)  ## the fast loop: lint and the package's tests, without the book
+	$(BIN)/ruff check mini_attn tests book_tools
+	$(BIN)/python -m pytest -q -m "not book and not slow"
 
 serve:  ## serve the built book on http://127.0.0.1:8000
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
