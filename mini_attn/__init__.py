@@ -67,7 +67,7 @@ from .tools.device import default_device, seed_everything, threads
 from .tools.plotting import plot_attention
 
 # chapter 8: profiling attention
-from .tools.flops import attention_bytes, attention_flops
+from .tools.flops import attention_bytes, attention_flops, count_flops
 from .tools.profiling import (
     Timing,
     attainable_flops,
@@ -123,6 +123,7 @@ __all__ = [
     "attainable_flops",
     "attention_bytes",
     "attention_flops",
+    "count_flops",
     "measure_copy_bandwidth",
     "measure_matmul_flops",
     "measure_peak_memory",

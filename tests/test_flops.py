@@ -18,6 +18,45 @@ def _counted_flops(fn, *args) -> int:
     return counter.get_total_flops()
 
 
+@given(
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    n_queries=st.integers(1, 20),
+    n_keys=st.integers(1, 20),
+    head_dim=st.integers(1, 12),
+)
+def test_count_flops_of_attention_is_the_formula(batch, heads, n_queries, n_keys, head_dim):
+    q = torch.randn(batch, heads, n_queries, head_dim)
+    k = torch.randn(batch, heads, n_keys, head_dim)
+    v = torch.randn(batch, heads, n_keys, head_dim)
+    expected = ma.attention_flops(batch, heads, n_queries, n_keys, head_dim)
+    assert ma.count_flops(ma.scaled_dot_product_attention, q, k, v) == expected
+    # keyword arguments reach fn, and a mask does not change the products
+    mask = torch.ones(n_queries, n_keys, dtype=torch.bool)
+    assert ma.count_flops(ma.scaled_dot_product_attention, q, k, v, mask=mask) == expected
+
+
+def test_count_flops_counts_matrix_products_only():
+    x = torch.randn(64, 64)
+    assert ma.count_flops(torch.softmax, x, dim=-1) == 0  # element-wise: not counted
+    assert ma.count_flops(torch.mm, x, x) == 2 * 64**3
+    assert ma.count_flops(lambda: (x @ x).softmax(-1) @ x) == 4 * 64**3
+
+
+def test_count_flops_counts_a_backward_run_inside_fn():
+    w = torch.randn(8, 8, requires_grad=True)
+    x = torch.randn(4, 8)
+    forward = ma.count_flops(lambda: x @ w)
+    both = ma.count_flops(lambda: (x @ w).sum().backward())
+    assert forward == 2 * 4 * 8 * 8
+    assert both == 2 * forward  # dW = xᵀ·dY; x needs no gradient
+
+
+def test_count_flops_refuses_a_non_callable():
+    with pytest.raises(TypeError, match="fn must be callable"):
+        ma.count_flops(torch.randn(3))
+
+
 def test_the_formula_on_one_example():
     # 4 · B · H · L · S · D = 4 · 2 · 3 · 5 · 7 · 11
     assert ma.attention_flops(2, 3, 5, 7, 11) == 9240

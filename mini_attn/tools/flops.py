@@ -7,7 +7,45 @@ the **arithmetic intensity**.
 
 from __future__ import annotations
 
-__all__ = ["attention_bytes", "attention_flops"]
+from typing import Any, Callable
+
+__all__ = ["attention_bytes", "attention_flops", "count_flops"]
+
+
+def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    r"""The floating-point operations PyTorch counts while ``fn(*args, **kwargs)`` runs.
+
+    A thin wrapper of :class:`torch.utils.flop_counter.FlopCounterMode`. It counts
+    **matrix products only** (``mm``, ``bmm``, ``addmm``, ``baddbmm``, convolutions and
+    PyTorch's fused attention kernels), 2 FLOPs per multiply-add; element-wise work
+    (softmax, additions, activations) counts as zero. That is the convention of
+    :func:`attention_flops` and of the FlashAttention papers. A backward pass run inside
+    ``fn`` is counted too. The result of ``fn`` is discarded.
+
+    Args:
+        fn (Callable): the computation to count, called once.
+        *args: positional arguments passed to ``fn``.
+        **kwargs: keyword arguments passed to ``fn``.
+
+    Returns:
+        int: the FLOPs of the matrix products ``fn`` ran.
+
+    Raises:
+        TypeError: if ``fn`` is not callable.
+
+    Example::
+
+        >>> q = k = v = torch.randn(2, 3, 5, 11)
+        >>> count_flops(ma.scaled_dot_product_attention, q, k, v)
+        6600
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    from torch.utils.flop_counter import FlopCounterMode  # imported on the first call
+
+    with FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
 
 
 def _check_sizes(**sizes: int) -> None:
