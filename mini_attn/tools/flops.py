@@ -7,7 +7,8 @@ the **arithmetic intensity**.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["attention_bytes", "attention_flops", "count_flops"]
 
