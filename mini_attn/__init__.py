@@ -24,7 +24,7 @@ from . import tasks
 # --- core: the primitives -----------------------------------------------------------
 # chapter 1: the masked softmax; chapter 2: padding masks; chapter 4: causal masks and
 # positional encodings; chapter 5: scaled dot-product attention, in PyTorch and NumPy
-from .core.masks import causal_mask, padding_mask
+from .core.masks import causal_mask, padding_mask, sliding_window_mask
 from .core.numpy_reference import scaled_dot_product_attention_numpy, self_attention_numpy
 from .core.positional import sinusoidal_positional_encoding
 from .core.sdpa import scaled_dot_product_attention
@@ -89,6 +89,7 @@ __all__ = [
     "scaled_dot_product_attention_numpy",
     "self_attention_numpy",
     "sinusoidal_positional_encoding",
+    "sliding_window_mask",
     # attention: chapter 1
     "POOLING_KERNELS",
     "attention_pooling",

@@ -96,3 +96,90 @@ def test_padding_mask_bad_input():
         ValueError, match=r"max_length=2 is shorter than the longest sequence \(length 3\)"
     ):
         ma.padding_mask(torch.tensor([1, 3]), max_length=2)
+
+
+# --- offset (bottom-right alignment) and the sliding window (chapter 7) -----------------
+
+
+@given(n_queries=st.integers(0, 9), n_keys=st.integers(0, 9), offset=st.integers(-10, 10))
+def test_causal_mask_with_offset_is_true_exactly_where_j_is_at_most_i_plus_offset(
+    n_queries, n_keys, offset
+):
+    mask = ma.causal_mask(n_queries, n_keys, offset=offset)
+    i = torch.arange(n_queries)[:, None]
+    j = torch.arange(n_keys)[None, :]
+    assert mask.shape == (n_queries, n_keys) and torch.equal(mask, j <= i + offset)
+
+
+@pytest.mark.parametrize("n_queries, n_keys", [(1, 1), (1, 7), (3, 7), (4, 4), (6, 9)])
+def test_causal_mask_offset_s_minus_l_is_pytorchs_causal_lower_right(n_queries, n_keys):
+    from torch.nn.attention.bias import causal_lower_right
+
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 3, n_queries, 8, generator=g)
+    k = torch.randn(2, 3, n_keys, 8, generator=g)
+    v = torch.randn(2, 3, n_keys, 5, generator=g)
+    ours = ma.causal_mask(n_queries, n_keys, offset=n_keys - n_queries)
+    theirs = causal_lower_right(n_queries, n_keys)
+    assert torch.equal(ours, theirs._materialize())
+    torch.testing.assert_close(
+        F.scaled_dot_product_attention(q, k, v, attn_mask=ours),
+        F.scaled_dot_product_attention(q, k, v, attn_mask=theirs),
+    )
+
+
+@given(
+    n_queries=st.integers(0, 9),
+    n_keys=st.integers(0, 9),
+    window=st.integers(1, 10),
+    offset=st.integers(-3, 10),
+)
+def test_sliding_window_mask_is_the_definition(n_queries, n_keys, window, offset):
+    mask = ma.sliding_window_mask(n_queries, n_keys, window=window, offset=offset)
+    i = torch.arange(n_queries)[:, None]
+    j = torch.arange(n_keys)[None, :]
+    expected = (j <= i + offset) & (j > i + offset - window)
+    assert mask.dtype == torch.bool and torch.equal(mask, expected)
+    assert mask.numel() == 0 or int(mask.sum(-1).max()) <= window
+
+
+def test_sliding_window_rows_see_window_keys_once_the_window_is_full():
+    mask = ma.sliding_window_mask(8, window=3)
+    assert mask.sum(-1).tolist() == [1, 2, 3, 3, 3, 3, 3, 3]
+    assert torch.equal(ma.sliding_window_mask(5, window=5), ma.causal_mask(5))
+    assert torch.equal(ma.sliding_window_mask(5, window=1), torch.eye(5, dtype=torch.bool))
+
+
+def test_sliding_window_mask_with_window_larger_than_the_sequence_is_causal():
+    for offset in (0, 2):
+        assert torch.equal(
+            ma.sliding_window_mask(3, 5, window=100, offset=offset),
+            ma.causal_mask(3, 5, offset=offset),
+        )
+
+
+@pytest.mark.parametrize("window", [0, -2])
+def test_sliding_window_mask_refuses_a_window_below_one(window):
+    with pytest.raises(ValueError, match=f"window must be at least 1.*got {window}"):
+        ma.sliding_window_mask(4, window=window)
+
+
+@pytest.mark.parametrize("bad", [2.0, True, "3"])
+def test_sliding_window_mask_refuses_a_non_integer_window(bad):
+    with pytest.raises(TypeError, match="window must be an int"):
+        ma.sliding_window_mask(4, window=bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, None])
+def test_masks_refuse_a_non_integer_offset(bad):
+    with pytest.raises(TypeError, match="offset must be an int"):
+        ma.causal_mask(3, offset=bad)
+    with pytest.raises(TypeError, match="offset must be an int"):
+        ma.sliding_window_mask(3, window=2, offset=bad)
+
+
+def test_sliding_window_mask_refuses_negative_sizes_and_needs_a_window():
+    with pytest.raises(ValueError, match="n_queries=2, n_keys=-1"):
+        ma.sliding_window_mask(2, -1, window=2)
+    with pytest.raises(TypeError, match="window"):
+        ma.sliding_window_mask(2)  # window is keyword-only and required
