@@ -240,3 +240,111 @@ def test_a_crash_names_the_case():
 
     with pytest.raises(CheckFailed, match="case 'no mask"):
         check_hard_weights(crashes)
+
+
+# --- issue 16: more mistakes, and second correct solutions ---------------------------------
+
+
+def hard_weights_with_where(scores, mask=None):
+    allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
+    filled = torch.where(allowed, scores, torch.tensor(float("-inf")))
+    best = filled.max(dim=-1, keepdim=True).values
+    weights = (filled == best) & allowed.any(-1, keepdim=True)
+    return weights.to(scores.dtype)
+
+
+def hard_weights_times_mask(scores, mask=None):
+    return hard_weights(scores * mask if mask is not None else scores, None)
+
+
+def hard_weights_times_mask_zeroing_empty(scores, mask=None):
+    weights = hard_weights(scores * mask if mask is not None else scores, None)
+    return weights if mask is None else weights * mask.expand(scores.shape).any(-1, keepdim=True)
+
+
+def hard_weights_indices(scores, mask=None):
+    return hard_weights(scores, mask).argmax(-1)
+
+
+def test_hard_weights_accepts_a_second_correct_answer(capsys):
+    check_hard_weights(hard_weights_with_where)
+    assert "✓ hard_weights" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn", [hard_weights_times_mask, hard_weights_times_mask_zeroing_empty])
+def test_hard_weights_rejects_scores_times_mask(fn):
+    message = r"(?s)every allowed score is negative.*-inf with masked_fill"
+    with pytest.raises(CheckFailed, match=message):
+        check_hard_weights(fn)
+
+
+def test_hard_weights_rejects_indices_with_a_shape_message():
+    with pytest.raises(CheckFailed, match=r"should have shape \(4, 6\), got \(4,\)"):
+        check_hard_weights(hard_weights_indices)
+
+
+def reinforce_no_broadcast(scores, index, loss, baseline):
+    one_hot = F.one_hot(index, scores.shape[-1]).to(scores.dtype)
+    return torch.as_tensor(loss - baseline) * (one_hot - torch.softmax(scores, -1))
+
+
+def reinforce_grad_p(scores, index, loss, baseline):
+    probs = torch.softmax(scores, -1)
+    return probs.gather(-1, index[..., None]) * reinforce_gradient(scores, index, loss, baseline)
+
+
+def reinforce_returns_a_tuple(scores, index, loss, baseline):
+    return reinforce_gradient(scores, index, loss, baseline), None
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (reinforce_no_broadcast, r"raised RuntimeError.*\n.*\[\.\.\., None\]"),
+        (reinforce_grad_p, "∇p_i, the gradient of the probability"),
+        (reinforce_returns_a_tuple, "should be a torch.Tensor, got tuple"),
+    ],
+)
+def test_reinforce_rejects_more_wrong_answers(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_reinforce_gradient(fn)
+
+
+def gumbel_max_with_exponential(scores, generator):
+    exponential = torch.empty(scores.shape).exponential_(generator=generator)
+    return (scores - exponential.log()).argmax(-1)
+
+
+def sample_with_shared_noise(scores, generator):
+    uniform = torch.rand(scores.shape[-1], generator=generator).clamp(1e-10, 1 - 1e-7)
+    return (scores - torch.log(-torch.log(uniform))).argmax(-1)  # one noise vector for all rows
+
+
+def test_gumbel_max_accepts_a_second_correct_answer(capsys):
+    check_gumbel_max_sample(gumbel_max_with_exponential)
+    assert "✓ gumbel_max_sample" in capsys.readouterr().out
+
+
+def test_gumbel_max_names_shared_noise():
+    with pytest.raises(CheckFailed, match="one noise vector is shared by all the rows") as info:
+        check_gumbel_max_sample(sample_with_shared_noise)
+    assert "add Gumbel noise" not in str(info.value)
+
+
+def topk_with_masked_softmax(scores, k):
+    keep = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, scores.topk(k, -1).indices, True)
+    return torch.softmax(scores.masked_fill(~keep, float("-inf")), -1)
+
+
+def topk_without_scatter(scores, k):
+    return torch.softmax(scores.topk(k, dim=-1).values, -1)
+
+
+def test_topk_accepts_a_second_correct_answer(capsys):
+    check_topk_weights(topk_with_masked_softmax)
+    assert "✓ topk_weights" in capsys.readouterr().out
+
+
+def test_topk_names_the_missing_scatter():
+    with pytest.raises(CheckFailed, match="scatter the softmax of the k best scores"):
+        check_topk_weights(topk_without_scatter)

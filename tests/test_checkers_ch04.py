@@ -157,3 +157,71 @@ def test_encoder_block_checker_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     check_encoder_block(_pre_norm)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+# ------------------------------------------------------- issue 16: more mistakes
+
+
+def _pe_from_one(n, d):
+    return _encoding(n + 1, d)[1:]
+
+
+def _pe_half_exponent(n, d):
+    p = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(d // 2, dtype=torch.float64)
+    angles = p / 10000 ** (i / d)  # forgot the 2 of 2i
+    return torch.stack([torch.sin(angles), torch.cos(angles)], -1).flatten(-2).float()
+
+
+def _pe_integer_exponent(n, d):
+    p = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(d // 2)
+    angles = p / 10000 ** (2 * i // d)  # integer division: every exponent 0
+    return torch.stack([torch.sin(angles), torch.cos(angles)], -1).flatten(-2).float()
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (_pe_from_one, "positions start at 0"),
+        (_pe_half_exponent, "the exponent is 2i/dim"),
+        (_pe_integer_exponent, "integer division"),
+        (lambda n, d: _encoding(n, d).numpy(), "should be a torch.Tensor, got ndarray"),
+    ],
+)
+def test_positional_encoding_more_wrong_answers(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_positional_encoding(wrong)
+
+
+def test_causal_mask_bottom_right_is_called_a_legitimate_convention():
+    with pytest.raises(CheckFailed, match="legitimate convention elsewhere") as info:
+        check_causal_mask(lambda n, s: torch.ones(n, s, dtype=torch.bool).tril(s - n))
+    assert "causal_lower_right" in str(info.value)
+
+
+def _parallel_block(x, attention, norm1, mlp, norm2):
+    return x + attention(norm1(x))[0] + mlp(norm2(x))
+
+
+def _norm1_twice(x, attention, norm1, mlp, norm2):
+    h = x + attention(norm1(x))[0]
+    return h + mlp(norm1(h))
+
+
+def _returns_a_pair(x, attention, norm1, mlp, norm2):
+    return _pre_norm(x, attention, norm1, mlp, norm2), None
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (_parallel_block, "must read h"),
+        (_norm1_twice, "normalise h with norm2"),
+        (lambda x, a, n1, m, n2: x + a(n1(x)), r"(?s)raised TypeError.*returns a pair"),
+        (_returns_a_pair, "not a tuple"),
+    ],
+)
+def test_encoder_block_more_wrong_answers(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_encoder_block(wrong)

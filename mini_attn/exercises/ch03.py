@@ -40,9 +40,12 @@ def check_hard_weights(fn) -> None:
     batch_scores = torch.randn(2, 3, 5, generator=g)
     batch_mask = torch.rand(3, 5, generator=g) > 0.4
     batch_mask[:, 1] = True
+    negative = torch.tensor([[-1.0, -2.0, -0.5], [-3.0, -0.2, -0.1], [0.5, -1.0, 2.0]])
+    negative_mask = torch.tensor([[True, True, False], [True, True, False], [False, True, False]])
     cases = [
         ("no mask (mask=None)", scores, None),
         ("the best key of every row is masked", scores, best_masked),
+        ("every allowed score is negative", negative, negative_mask),
         ("large scores (1000 and more)", scores * 1000 + 1000, best_masked),
         ("a row with every key masked", scores, empty_row),
         ("batch dims (2, 3, 5) with a (3, 5) mask", batch_scores, batch_mask),
@@ -50,21 +53,33 @@ def check_hard_weights(fn) -> None:
 
     def hint_for(s, mask):
         def hint(got):
+            if got.shape != s.shape:
+                return None
             got = got.detach().float()
             if not torch.isin(got, torch.tensor([0.0, 1.0])).all():
                 return "the weights must be 0 or 1 (one-hot), not a softmax."
-            if mask is not None and torch.equal(got, _one_hot_argmax(s).float()):
-                return (
-                    "masked keys (mask False) must never be chosen: set their scores to -inf "
-                    "(and check that the mask is not inverted: True means 'may be chosen')."
-                )
-            if mask is not None and (got * (~mask).float()).sum() > 0:
+            if mask is not None:
                 empty = ~mask.expand(s.shape).any(dim=-1)
                 if empty.any() and got[empty].any():
                     return (
                         "a row with every key masked must get all zeros: the argmax of a row "
                         "of -inf is index 0, so zero those rows afterwards."
                     )
+            zeroed = _one_hot_argmax(s * mask).float() if mask is not None else None
+            if mask is not None and (
+                torch.equal(got, zeroed)
+                or torch.equal(got, zeroed * mask.expand(s.shape).any(-1, keepdim=True))
+            ):
+                return (
+                    "multiplying the scores by the mask sets masked scores to 0, which beats "
+                    "every negative allowed score: set them to -inf with masked_fill instead."
+                )
+            if mask is not None and torch.equal(got, _one_hot_argmax(s).float()):
+                return (
+                    "masked keys (mask False) must never be chosen: set their scores to -inf "
+                    "(and check that the mask is not inverted: True means 'may be chosen')."
+                )
+            if mask is not None and (got * (~mask).float()).sum() > 0:
                 return "your mask is inverted, or ignored: True means 'may be chosen'."
             if torch.equal(got, _one_hot_argmax(-s, mask).float()):
                 return "you chose the smallest score: use argmax, not argmin."
@@ -132,13 +147,33 @@ def check_reinforce_gradient(fn) -> None:
             one_hot = torch.nn.functional.one_hot(index, s.shape[-1]).to(s.dtype)
             if torch.allclose(got, advantage * one_hot, atol=1e-5):
                 return "∇ log p_i is one_hot(i) - p, not one_hot(i): subtract the probabilities."
+            probs = torch.softmax(s, -1)
+            p_drawn = probs.gather(-1, index[..., None])
+            if torch.allclose(got, p_drawn * expected, atol=1e-5):
+                return (
+                    "this is (loss - baseline) · ∇p_i, the gradient of the probability; "
+                    "REINFORCE uses ∇ log p_i = ∇p_i / p_i = one_hot(i) - p."
+                )
             if torch.allclose(got, advantage * (one_hot - 1), atol=1e-5) or torch.allclose(
                 got, advantage * (1 - torch.softmax(s, -1)) * one_hot, atol=1e-5
             ):
                 return "every score gets a gradient: -p_j for the keys not drawn."
             return None
 
-        got = call(fn, case, s.clone(), index.clone(), loss.clone(), baseline)
+        try:
+            got = call(fn, case, s.clone(), index.clone(), loss.clone(), baseline)
+        except CheckFailed as failure:
+            if not isinstance(failure.__cause__, RuntimeError) or "size of tensor" not in str(
+                failure
+            ):
+                raise
+            raise CheckFailed(
+                f"{failure}\nHint: scores has shape {tuple(s.shape)} and loss - baseline has "
+                f"shape {tuple(loss.shape)}: give the factor a last dimension of size 1, "
+                "(loss - baseline)[..., None], so that each row of scores gets its own factor."
+            ) from failure.__cause__
+        if isinstance(got, torch.Tensor) and got.shape != s.shape:
+            expect_close(case, got, expected, what="the gradient estimate")
         expect_close(case, got, expected, what="the gradient estimate", hint=hint)
     passed("reinforce_gradient", len(cases))
 
@@ -146,6 +181,20 @@ def check_reinforce_gradient(fn) -> None:
 def _frequency_tolerance(probs: torch.Tensor, n: int) -> torch.Tensor:
     """Five standard deviations of a binomial frequency, plus a little slack."""
     return 5 * torch.sqrt(probs * (1 - probs) / n) + 2e-3
+
+
+def _noise_shared_across_rows(fn, scores: torch.Tensor, n: int) -> bool:
+    """Whether ``fn`` draws one key for every row that still changes with the seed."""
+    keys = set()
+    for seed in range(20, 40):
+        try:
+            draws = fn(scores.expand(n, -1), torch.Generator().manual_seed(seed))
+            keys.update(torch.as_tensor(draws).flatten().long().unique().tolist())
+        except Exception:  # a crash here only means: no hint
+            return False
+        if len(keys) > 1:
+            return True
+    return False
 
 
 def check_gumbel_max_sample(fn) -> None:
@@ -191,7 +240,13 @@ def check_gumbel_max_sample(fn) -> None:
             f"{[round(f, 3) for f in freq.tolist()]}, but softmax(scores) is "
             f"{[round(p, 3) for p in probs.tolist()]}."
         )
-        if freq.max() == 1.0:
+        if freq.max() == 1.0 and _noise_shared_across_rows(fn, scores, n):
+            message += (
+                "\nHint: every row drew the same key, and that key changes with the seed: "
+                "one noise vector is shared by all the rows. Draw one noise value per "
+                "score, torch.rand(scores.shape, generator=generator)."
+            )
+        elif freq.max() == 1.0:
             message += (
                 "\nHint: every draw is the same key: add Gumbel noise g = -log(-log U), U uniform "
                 "in (0, 1), to the scores before the argmax (it must be able to change the order)."
@@ -226,6 +281,13 @@ def check_topk_weights(fn) -> None:
         _, expected = topk_attention(s, torch.eye(s.shape[-1]), k)
 
         def hint(got, s=s, k=k):
+            if got.shape[:-1] == s.shape[:-1] and got.shape[-1] == k != s.shape[-1]:
+                return (
+                    f"your rows have k = {k} entries: scatter the softmax of the k best scores "
+                    "back to their positions in a row of S zeros."
+                )
+            if got.shape != s.shape:
+                return None
             if torch.isnan(got).any():
                 return "NaN: a softmax of large scores needs the maximum subtracted first."
             if ((got.abs() > 1e-6).sum(-1) > k).any():

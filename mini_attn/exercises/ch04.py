@@ -37,7 +37,20 @@ def check_positional_encoding(fn) -> None:
         # and a wrong exponent: p · 10000^(2i/dim) instead of p / 10000^(2i/dim)
         pairs = torch.arange(0, dim, 2, dtype=torch.float64)
         inverted = torch.arange(n_positions, dtype=torch.float64)[:, None] * 10000 ** (pairs / dim)
+
+        def interleave(angles):
+            return torch.stack([torch.sin(angles), torch.cos(angles)], -1).flatten(-2)
+
+        positions = torch.arange(n_positions, dtype=torch.float64)[:, None]
+        halved = positions / 10000 ** (pairs / 2 / dim)  # 10000^(i/dim), i the pair number
         wrong = {
+            "positions start at 0: the first row is sin(0) = 0, cos(0) = 1.": interleave(
+                (positions + 1) / 10000 ** (pairs / dim)
+            ),
+            "the exponent is 2i/dim, with i the number of the pair (0, 1, ...): yours "
+            "turns too fast, as with i/dim.": interleave(halved),
+            "every pair turns at the same speed: the exponent 2i/dim must be a fraction "
+            "(integer division 2i // dim is 0).": interleave(positions.expand(-1, dim // 2)),
             "sin and cos are swapped: even columns (0, 2, ...) hold the sines, odd ones the "
             "cosines.": torch.stack([cosines, sines], dim=-1).flatten(-2),
             "your encoding puts all the sines first, then all the cosines; they alternate "
@@ -108,9 +121,12 @@ def check_causal_mask(fn) -> None:
             ),
             (
                 full.tril(n_keys - n_queries),
-                "your diagonal is aligned at the bottom right; "
-                "PyTorch's is_causal (and ours) aligns it at the top left: query i sees keys "
-                "0 … i, whatever the number of keys.",
+                "your diagonal is aligned at the bottom right (query i sees keys 0 … "
+                "i + S - L). That is a legitimate convention elsewhere: decoding with a cache, "
+                "where the L queries are the last L of S positions, needs it (PyTorch's "
+                "causal_lower_right, FlashAttention ≥ 2.1). This exercise asks for the "
+                "top-left alignment of PyTorch's is_causal (and of ma.causal_mask): query i "
+                "sees keys 0 … i, whatever the number of keys.",
             ),
         ]
         hint = next((text for mask, text in hints if torch.equal(got, mask)), None)
@@ -173,6 +189,12 @@ def check_encoder_block(fn) -> None:
                 "the first residual is missing: h = x + attention(norm1(x))[0].": (
                     attention(norm1(x))[0] + mlp(norm2(attention(norm1(x))[0]))
                 ),
+                "the MLP branch must read h, the output of the attention branch, not x: "
+                "the two branches run one after the other (h = x + attention(norm1(x))[0], "
+                "then h + mlp(norm2(h))).": x + attention(norm1(x))[0] + mlp(norm2(x)),
+                "the MLP branch has its own LayerNorm: normalise h with norm2, not norm1.": (
+                    h + mlp(norm1(h))
+                ),
                 "add the residual to the un-normalised x, not to norm1(x).": (
                     norm1(x)
                     + attention(norm1(x))[0]
@@ -191,6 +213,20 @@ def check_encoder_block(fn) -> None:
                 None,
             )
 
-        got = call(fn, case, x.clone(), attention, norm1, mlp, norm2)
+        try:
+            got = call(fn, case, x.clone(), attention, norm1, mlp, norm2)
+        except CheckFailed as failure:
+            if not isinstance(failure.__cause__, TypeError) or "tuple" not in str(failure):
+                raise
+            raise CheckFailed(
+                f"{failure}\nHint: attention(h) returns a pair (output, weights); keep the "
+                "output: attended, _ = attention(norm1(x))."
+            ) from failure.__cause__
+        if isinstance(got, tuple):
+            raise CheckFailed(
+                f"case '{case}': return the block's output, a tensor of shape "
+                f"{fmt_shape(expected.shape)}, not a tuple (attention returns a pair, the block "
+                "does not)."
+            )
         expect_close(case, got, expected, what="the block's output", hint=hint)
     passed("encoder_block", len(cases))
