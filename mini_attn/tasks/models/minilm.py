@@ -94,7 +94,8 @@ def minilm_attention(model, layer: int) -> MultiHeadAttention:
         layer (int): which layer, from 0.
 
     Returns:
-        MultiHeadAttention: a copy, on the model's device, in evaluation mode.
+        MultiHeadAttention: a copy, on the model's device and with its dtype (so that
+        ``model.double()`` gives a float64 copy), in evaluation mode.
     """
     layers = model.encoder.layer
     if not -len(layers) <= layer < len(layers):
@@ -102,12 +103,60 @@ def minilm_attention(model, layer: int) -> MultiHeadAttention:
     bert = layers[layer].attention
     embed_dim = model.config.hidden_size
     attention = MultiHeadAttention(embed_dim, model.config.num_attention_heads)
-    attention = attention.to(bert.self.query.weight.device)
+    weight = bert.self.query.weight
+    attention = attention.to(device=weight.device, dtype=weight.dtype)
     _copy_linear(attention.q_proj, bert.self.query)
     _copy_linear(attention.k_proj, bert.self.key)
     _copy_linear(attention.v_proj, bert.self.value)
     _copy_linear(attention.out_proj, bert.output.dense)
     return attention.eval()
+
+
+def _padding_from_attention_mask(attention_mask: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """Hugging Face's ``attention_mask`` (1 = real token, 0 = padding) as a boolean ``(B, N)``.
+
+    This is the one place where ``mini_attn`` converts another mask convention: a
+    tokenizer's integer 0/1 mask (or a boolean one) means the same as our boolean masks,
+    ``True`` where a token may be attended. Float masks are refused, as everywhere in the
+    package: an *additive* float mask ``[0, -1e4, 0]`` means "keep, ignore, keep", and
+    reading it as 0/1 would invert it. Convert one explicitly with ``mask == 0``.
+
+    Args:
+        attention_mask (Tensor): shape :math:`(B, N)`, integer with values 0 and 1, or
+            boolean.
+        n_tokens (int): ``N``, the number of tokens of the input it belongs to.
+
+    Returns:
+        Tensor: boolean, shape :math:`(B, N)`, ``True`` for real tokens.
+
+    Raises:
+        TypeError: ``attention_mask`` is not a tensor, or is a floating-point tensor.
+        ValueError: its shape is not ``(B, N)``, or an integer mask holds values other
+            than 0 and 1.
+
+    Shape legend: ``B`` sentences, ``N`` tokens.
+    """
+    check_tensor(attention_mask, "attention_mask", ndim=2)
+    if attention_mask.is_floating_point() or attention_mask.is_complex():
+        raise TypeError(
+            f"attention_mask must be boolean or integer 0/1 (1 = real token), as a tokenizer "
+            f"returns it; got dtype {attention_mask.dtype}. Float masks are refused: an "
+            "additive mask (0 = keep, -1e4 or -inf = ignore) would be inverted if read as "
+            "0/1. Convert it with `attention_mask == 0`."
+        )
+    if attention_mask.shape[1] != n_tokens:
+        raise ValueError(
+            f"attention_mask {fmt_shape(attention_mask.shape)} must have one entry per token: "
+            f"shape (B, {n_tokens})"
+        )
+    if attention_mask.dtype != torch.bool:
+        values = attention_mask.unique().tolist()
+        if not set(values) <= {0, 1}:
+            raise ValueError(
+                f"attention_mask must hold 0 (padding) and 1 (real token) only, got values "
+                f"{values[:6]}"
+            )
+    return attention_mask.bool()
 
 
 def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -116,10 +165,15 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     Args:
         hidden (Tensor): token vectors, shape :math:`(B, N, E)`.
         attention_mask (Tensor): shape :math:`(B, N)`, 1 (or True) for real tokens and 0
-            for padding, as a Hugging Face tokenizer returns it.
+            for padding, as a Hugging Face tokenizer returns it; float masks are refused
+            (see ``_padding_from_attention_mask``).
 
     Returns:
         Tensor: shape :math:`(B, E)`.
+
+    Raises:
+        TypeError, ValueError: as ``_padding_from_attention_mask``, or ``hidden`` is not
+            a 3-D tensor.
 
     Shape legend: ``B`` sentences, ``N`` tokens, ``E`` features.
     """
@@ -130,7 +184,8 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
             f"attention_mask {fmt_shape(attention_mask.shape)} must have the shape (B, N) of "
             f"hidden {fmt_shape(hidden.shape)} without its last dimension"
         )
-    keep = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, N, 1)
+    real = _padding_from_attention_mask(attention_mask, hidden.shape[1])
+    keep = real.to(hidden.dtype).unsqueeze(-1)  # (B, N, 1)
     return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1e-9)  # (B, E)
 
 
@@ -215,33 +270,59 @@ class MiniLM(nn.Module):
 
         Args:
             input_ids (Tensor): integer token ids, shape :math:`(B, N)`.
-            attention_mask (Tensor, optional): shape :math:`(B, N)`, 1 for real tokens and 0
-                for padding (the tokenizer's). Default: every token is real.
+            attention_mask (Tensor, optional): shape :math:`(B, N)`, integer 1 for real tokens
+                and 0 for padding (the tokenizer's), or boolean. Float masks are refused; an
+                additive one converts with ``attention_mask == 0``
+                (``_padding_from_attention_mask``). Default: every token is real.
             token_type_ids (Tensor, optional): segment ids, shape :math:`(B, N)`. Default: 0.
             need_weights (bool): also return the weights of every layer. Default: False.
 
         Returns:
             (Tensor, list of Tensor or None): the token vectors :math:`(B, N, E)`, and one
             :math:`(B, H, N, N)` weight tensor per layer if ``need_weights``.
+
+        Raises:
+            TypeError, ValueError: ``input_ids`` is not a 2-D integer tensor, is longer than
+                the position embeddings, or the masks do not fit it.
         """
+        mask = self._check_inputs(input_ids, attention_mask, token_type_ids)  # (B, 1, N)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (N,)
+        segments = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        x = self.token_embedding(input_ids) + self.segment_embedding(segments)  # (B, N, E)
+        x = self.embedding_norm(x + self.position_embedding(positions))
+        all_weights = []
+        for layer in self.layers:
+            x, weights = layer(x, mask=mask, need_weights=need_weights)
+            all_weights.append(weights)
+        return x, (all_weights if need_weights else None)
+
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor | None:
+        """Check the inputs; return the padding mask ``(B, 1, N)`` (None without padding)."""
         check_tensor(input_ids, "input_ids", ndim=2)
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         n_tokens = input_ids.shape[1]
         if n_tokens > self.position_embedding.num_embeddings:
             raise ValueError(
                 f"input_ids {fmt_shape(input_ids.shape)} has more than "
                 f"{self.position_embedding.num_embeddings} tokens, the longest sequence covered"
             )
-        positions = torch.arange(n_tokens, device=input_ids.device)  # (N,)
-        segments = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        x = self.token_embedding(input_ids) + self.segment_embedding(segments)  # (B, N, E)
-        x = self.embedding_norm(x + self.position_embedding(positions))
-        # padding: every query may attend to the real tokens only
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, :]  # (B, 1, N)
-        all_weights = []
-        for layer in self.layers:
-            x, weights = layer(x, mask=mask, need_weights=need_weights)
-            all_weights.append(weights)
-        return x, (all_weights if need_weights else None)
+        if token_type_ids is not None:
+            check_tensor(token_type_ids, "token_type_ids", ndim=2)
+            if token_type_ids.shape != input_ids.shape:
+                raise ValueError(
+                    f"token_type_ids {fmt_shape(token_type_ids.shape)} must have the shape of "
+                    f"input_ids {fmt_shape(input_ids.shape)}"
+                )
+        if attention_mask is None:
+            return None
+        real = _padding_from_attention_mask(attention_mask, n_tokens)  # (B, N)
+        if real.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask {fmt_shape(attention_mask.shape)} must have the shape of "
+                f"input_ids {fmt_shape(input_ids.shape)}"
+            )
+        return real[:, None, :]  # (B, 1, N): every query may attend to the real tokens only
 
     @torch.no_grad()
     def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
@@ -268,7 +349,7 @@ class MiniLM(nn.Module):
             model: a Hugging Face ``BertModel``, e.g. the model of :func:`load_minilm`.
 
         Returns:
-            MiniLM: on the model's device, in evaluation mode.
+            MiniLM: on the model's device and with its dtype, in evaluation mode.
         """
         config, embeddings = model.config, model.embeddings
         if config.hidden_act != "gelu" or config.position_embedding_type != "absolute":
@@ -286,7 +367,9 @@ class MiniLM(nn.Module):
             config.num_hidden_layers,
             type_vocab_size=config.type_vocab_size,
             eps=config.layer_norm_eps,
-        ).to(embeddings.word_embeddings.weight.device)
+        )
+        weight = embeddings.word_embeddings.weight
+        ours = ours.to(device=weight.device, dtype=weight.dtype)
         ours.token_embedding.load_state_dict(embeddings.word_embeddings.state_dict())
         ours.position_embedding.load_state_dict(embeddings.position_embeddings.state_dict())
         ours.segment_embedding.load_state_dict(embeddings.token_type_embeddings.state_dict())
