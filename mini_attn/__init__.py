@@ -27,6 +27,7 @@ from . import tasks
 from .core.masks import causal_mask, padding_mask, sliding_window_mask
 from .core.numpy_reference import scaled_dot_product_attention_numpy, self_attention_numpy
 from .core.positional import sinusoidal_positional_encoding
+from .core.rotary import apply_rotary
 from .core.sdpa import scaled_dot_product_attention
 from .core.softmax import masked_softmax
 
@@ -68,20 +69,16 @@ from .tools.plotting import plot_attention
 
 # chapter 8: profiling attention
 from .tools.flops import attention_bytes, attention_flops, count_flops
-from .tools.profiling import (
-    Timing,
-    attainable_flops,
-    measure_copy_bandwidth,
-    measure_matmul_flops,
-    measure_peak_memory,
-    plot_roofline,
-    time_function,
-)
+from .tools.memory import measure_peak_memory
+from .tools.plotting import plot_roofline
+from .tools.roofline import attainable_flops, measure_copy_bandwidth, measure_matmul_flops
+from .tools.timing import Timing, first_call_time, time_function
 
 __version__ = "0.1.0"
 
 __all__ = [
     # core
+    "apply_rotary",
     "causal_mask",
     "masked_softmax",
     "padding_mask",
@@ -125,6 +122,7 @@ __all__ = [
     "attention_bytes",
     "attention_flops",
     "count_flops",
+    "first_call_time",
     "measure_copy_bandwidth",
     "measure_matmul_flops",
     "measure_peak_memory",
