@@ -47,31 +47,39 @@ def scaled_dot_product_attention_numpy(
     causal: bool = False,
     scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Scaled dot-product attention in NumPy: :math:`\mathrm{softmax}(Q K^\top / \sqrt{E})\, V`.
+    r"""Scaled dot-product attention in NumPy: :math:`\mathrm{softmax}(Q K^\top / \sqrt{D})\, V`.
 
     Args:
-        query (ndarray): shape :math:`(..., L, E)`.
-        key (ndarray): shape :math:`(..., S, E)`.
-        value (ndarray): shape :math:`(..., S, Ev)`.
+        query (ndarray): shape :math:`(..., L, D)`.
+        key (ndarray): shape :math:`(..., S, D)`.
+        value (ndarray): shape :math:`(..., S, D_v)`.
         mask (ndarray, optional): boolean, broadcastable to :math:`(..., L, S)`, ``True``
             where a query may attend to a key.
         causal (bool): query ``i`` attends to keys ``j ≤ i`` only (top-left aligned);
             combined with ``mask`` by AND. Default: False.
-        scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{E}`.
+        scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{D}`.
 
     Returns:
-        (ndarray, ndarray): ``output`` of shape :math:`(..., L, Ev)` and ``weights`` of shape
-        :math:`(..., L, S)`; a query with every key masked gets zero weights and a zero
-        output row.
+        (ndarray, ndarray): ``output`` of shape :math:`(..., L, D_v)` and ``weights`` of
+        shape :math:`(..., L, S)`; a query with every key masked gets zero weights and a
+        zero output row.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
-    ``...`` any batch dimensions (they broadcast).
+    Raises:
+        TypeError: an input is not a floating-point array, or ``mask`` is not boolean.
+        ValueError: ``query`` and ``key`` differ in ``D``, or ``key`` and ``value`` in ``S``.
+
+    Shape legend:
+        - ``L``: the number of queries.
+        - ``S``: the number of keys and values.
+        - ``D``: the query/key size.
+        - ``D_v``: the value size.
+        - ``...``: any batch dimensions (they broadcast).
     """
     for name, x in (("query", query), ("key", key), ("value", value)):
         _check_array(x, name)
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(
-            f"query {_shape(query)} and key {_shape(key)} must have the same last dimension E"
+            f"query {_shape(query)} and key {_shape(key)} must have the same last dimension D"
         )
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(
@@ -88,9 +96,9 @@ def scaled_dot_product_attention_numpy(
         mask = future if mask is None else mask & future
     scale = 1.0 / np.sqrt(query.shape[-1]) if scale is None else scale
 
-    scores = query @ np.swapaxes(key, -1, -2) * scale  # (..., L, S): Q Kᵀ / √E
+    scores = query @ np.swapaxes(key, -1, -2) * scale  # (..., L, S): Q Kᵀ / √D
     weights = _softmax(scores, mask)  # (..., L, S): each row sums to 1 (or is all 0)
-    return weights @ value, weights  # (..., L, Ev), (..., L, S)
+    return weights @ value, weights  # (..., L, Dv), (..., L, S)
 
 
 def self_attention_numpy(
@@ -111,15 +119,23 @@ def self_attention_numpy(
         x (ndarray): the sequence, shape :math:`(..., N, E)`.
         w_q (ndarray): the query projection, shape :math:`(E, D)`.
         w_k (ndarray): the key projection, shape :math:`(E, D)`.
-        w_v (ndarray): the value projection, shape :math:`(E, Dv)`.
+        w_v (ndarray): the value projection, shape :math:`(E, D_v)`.
         mask (ndarray, optional): boolean, broadcastable to :math:`(..., N, N)`.
         causal (bool): position ``i`` attends to positions ``j ≤ i`` only. Default: False.
 
     Returns:
-        (ndarray, ndarray): ``output`` of shape :math:`(..., N, Dv)` and ``weights`` of
+        (ndarray, ndarray): ``output`` of shape :math:`(..., N, D_v)` and ``weights`` of
         shape :math:`(..., N, N)`.
 
-    Shape legend: ``N`` positions, ``E`` input size, ``D`` query/key size, ``Dv`` value size.
+    Raises:
+        TypeError, ValueError: as :func:`scaled_dot_product_attention_numpy`, or a weight
+            is not an ``(E, ·)`` matrix.
+
+    Shape legend:
+        - ``N``: the number of positions.
+        - ``E``: the input (model) size.
+        - ``D``: the query/key size.
+        - ``D_v``: the value size.
     """
     _check_array(x, "x")
     for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):

@@ -1,4 +1,9 @@
-"""Scaled dot-product attention, ``softmax(Q Kᵀ / √E) V`` (chapter 5)."""
+"""Scaled dot-product attention, ``softmax(Q Kᵀ / √D) V`` (chapter 5).
+
+Notation, as in chapters 4–6: ``E`` is the model size (the features of each input vector,
+``embed_dim``), ``D`` the query/key size (a head's size in multi-head attention) and ``Dv``
+the value size. PyTorch's documentation of its own function calls the query/key size ``E``.
+"""
 
 from __future__ import annotations
 
@@ -30,23 +35,33 @@ def scaled_dot_product_attention(
     gets zero weights and a zero output row, never NaN (a naive softmax gives 0/0 there).
 
     Args:
-        query (Tensor): shape :math:`(..., L, E)`.
-        key (Tensor): shape :math:`(..., S, E)`.
-        value (Tensor): shape :math:`(..., S, Ev)`.
+        query (Tensor): shape :math:`(..., L, D)`.
+        key (Tensor): shape :math:`(..., S, D)`.
+        value (Tensor): shape :math:`(..., S, D_v)`.
         mask (Tensor, optional): boolean, broadcastable to :math:`(..., L, S)`, ``True``
             where a query may attend to a key.
         causal (bool): let query ``i`` attend to keys ``j ≤ i`` only (top-left aligned, as
             PyTorch's ``is_causal``); combined with ``mask`` by AND. Default: False.
-        scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{E}`.
+        scale (float, optional): the factor applied to the scores. Default: :math:`1/\sqrt{D}`.
         dropout_p (float): dropout probability on the weights; use 0 in evaluation.
             Default: 0.
 
     Returns:
-        (Tensor, Tensor): ``output`` of shape :math:`(..., L, Ev)` and ``weights`` of shape
+        (Tensor, Tensor): ``output`` of shape :math:`(..., L, D_v)` and ``weights`` of shape
         :math:`(..., L, S)` (after dropout, if any).
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
-    ``...`` any batch dimensions (they broadcast).
+    Raises:
+        TypeError: an input is not a floating-point tensor, or ``mask`` is not boolean
+            (float masks are refused).
+        ValueError: the shapes do not fit (named in the message), or ``dropout_p`` is not
+            in [0, 1).
+
+    Shape legend:
+        - ``L``: the number of queries.
+        - ``S``: the number of keys and values.
+        - ``D``: the query/key size (``E`` in PyTorch's documentation of its function).
+        - ``D_v``: the value size.
+        - ``...``: any batch dimensions (they broadcast).
     """
     check_qkv(query, key, value)
     if not 0.0 <= dropout_p < 1.0:
@@ -60,12 +75,12 @@ def scaled_dot_product_attention(
         mask = future if mask is None else mask & future
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
-    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × E matrix
+    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × D matrix
     # instead of the larger L × S one
-    scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √E
+    scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √D
     if mask is not None:  # the mask may carry batch dimensions that Q Kᵀ lacks
         scores = scores.expand(torch.broadcast_shapes(scores.shape, mask.shape))
     weights = masked_softmax(scores, mask)  # (..., L, S): rows sum to 1, or 0 if all masked
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
-    return weights @ value, weights  # (..., L, Ev), (..., L, S)
+    return weights @ value, weights  # (..., L, Dv), (..., L, S)
