@@ -56,8 +56,20 @@ from .attention.hard import (
 from .attention.self_attention import SelfAttention
 from .attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
+# chapter 7: attention in today's language models
+from .attention.cache import KVCache, SlidingWindowCache
+
 # chapter 8: tiled attention (the online softmax)
-from .attention.tiled import tiled_attention
+from .attention.tiled import (
+    OnlineSoftmax,
+    finish_online_softmax,
+    online_softmax_update,
+    start_online_softmax,
+    tiled_attention,
+)
+
+# appendix (chapter 10): ring attention across processes
+from .attention.ring import block_source, ring_attention
 
 # --- kernels: the mechanisms in Triton (Triton is imported on the first call only) ---
 # chapter 9: the fused kernel
@@ -73,6 +85,9 @@ from .tools.memory import measure_peak_memory
 from .tools.plotting import plot_roofline
 from .tools.roofline import attainable_flops, measure_copy_bandwidth, measure_matmul_flops
 from .tools.timing import Timing, first_call_time, time_function
+
+# appendix (chapter 10): processes on this machine, and their messages
+from .tools.distributed import count_p2p_bytes, run_processes
 
 __version__ = "0.1.0"
 
@@ -107,8 +122,18 @@ __all__ = [
     "SelfAttention",
     "merge_heads",
     "split_heads",
+    # attention: chapter 7
+    "KVCache",
+    "SlidingWindowCache",
     # attention: chapter 8
+    "OnlineSoftmax",
+    "finish_online_softmax",
+    "online_softmax_update",
+    "start_online_softmax",
     "tiled_attention",
+    # attention: the appendix (chapter 10)
+    "block_source",
+    "ring_attention",
     # kernels: chapter 9
     "triton_attention",
     # tools
@@ -128,6 +153,9 @@ __all__ = [
     "measure_peak_memory",
     "plot_roofline",
     "time_function",
+    # tools: the appendix (chapter 10)
+    "count_p2p_bytes",
+    "run_processes",
     # the tasks, one level down: ma.tasks.NAME
     "tasks",
 ]

@@ -16,6 +16,8 @@ import torch
 
 import mini_attn as ma
 from mini_attn import bench
+from mini_attn.bench import machine, methods, sweep
+from mini_attn.bench.methods import Method
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 RECORDS = sorted(DATA.glob("bench-*.json"))
@@ -113,16 +115,15 @@ def test_table_plot_and_description_read_the_record(tiny):
     assert record["date"] in text
 
 
+def _sizes(**changes) -> bench.SweepSizes:
+    base = dict(seq_lens=(16, 32), head_dims=(8,), dtypes=("float32",), heads=1, warmup=0)
+    return bench.SweepSizes(**(base | dict(repeats=1) | changes))
+
+
 def test_unsupported_backends_are_recorded_not_raised():
     record = bench.run_bench(
+        _sizes(methods=("tiled", "sdpa-efficient")),
         device="cpu",
-        seq_lens=(16, 32),
-        head_dims=(8,),
-        dtypes=("float32",),
-        methods=("tiled", "sdpa-efficient"),
-        heads=1,
-        warmup=0,
-        repeats=1,
         measure_ceilings=False,
         progress=False,
     )
@@ -142,7 +143,7 @@ def test_unsupported_backends_are_recorded_not_raised():
     ],
 )
 def test_errors_are_classified(message, status):
-    assert bench._classify(RuntimeError(message))[0] == status
+    assert methods.classify(RuntimeError(message))[0] == status
 
 
 @pytest.mark.parametrize(
@@ -154,9 +155,13 @@ def test_errors_are_classified(message, status):
     ],
 )
 def test_bad_settings(kwargs, match):
-    settings = dict(seq_lens=(16,), head_dims=(8,), dtypes=("float32",), progress=False) | kwargs
     with pytest.raises(ValueError, match=match):
-        bench.run_bench(device="cpu", **settings)
+        _sizes(**kwargs)
+
+
+def test_run_bench_wants_sweep_sizes():
+    with pytest.raises(TypeError, match="sizes must be a SweepSizes, got dict"):
+        bench.run_bench(dict(seq_lens=(16,)), device="cpu")
 
 
 def test_load_bench_refuses_other_json(tmp_path):
@@ -181,7 +186,7 @@ def test_committed_records_name_their_machine(path):
     assert record["command"].startswith("python -m mini_attn.bench")
     if info["type"] == "cuda":
         assert info["cuda"] and "driver" in info
-    assert path.name.startswith("bench-" + bench._slug(info["name"]).split("-")[0]) or (
+    assert path.name.startswith("bench-" + machine._slug(info["name"]).split("-")[0]) or (
         info["type"] == "cpu" and path.name.startswith("bench-cpu-")
     )
 
@@ -215,14 +220,8 @@ def test_the_compiled_method_compiles_once(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     record = bench.run_bench(
+        _sizes(head_dims=(8, 16), methods=("naive-compiled",)),
         device="cpu",
-        seq_lens=(16, 32),
-        head_dims=(8, 16),
-        dtypes=("float32",),
-        methods=("naive-compiled",),
-        heads=1,
-        warmup=0,
-        repeats=1,
         measure_ceilings=False,
         progress=False,
     )
@@ -233,38 +232,55 @@ def test_the_compiled_method_compiles_once(monkeypatch):
 def test_a_run_that_changes_the_preset_gets_its_own_file_name():
     """Two runs of one preset on one machine must not overwrite each other's record."""
     gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}
-    assert bench._default_out(gpu, "full").name == "bench-nvidia-h100-80gb-hbm3-full.json"
-    custom = bench._default_out(gpu, "full", ["custom", "causal"])
+    assert machine.default_out(gpu, "full").name == "bench-nvidia-h100-80gb-hbm3-full.json"
+    custom = machine.default_out(gpu, "full", ["custom", "causal"])
     assert custom.name == "bench-nvidia-h100-80gb-hbm3-full-custom-causal.json"
     cpu = {"type": "cpu", "name": "Intel(R) Xeon(R) CPU @ 2.50GHz", "threads": 1}
     assert (
-        bench._default_out(cpu, "small").name == "bench-cpu-intel-xeon-2-50ghz-1-threads-small.json"
+        machine.default_out(cpu, "small").name
+        == "bench-cpu-intel-xeon-2-50ghz-1-threads-small.json"
     )
 
 
 def test_a_short_call_is_timed_back_to_back():
     """A call far shorter than a millisecond is repeated inside each timed run, and the
     times are per call: the launch overhead of one call does not dominate them."""
-    calls = []
+    calls, user_calls = [], []
     q = k = v = torch.zeros(1)
-    entry = bench._run_one(
-        lambda *args: calls.append(1), q, k, v, device=torch.device("cpu"), warmup=1, repeats=3
-    )
+    method = Method(lambda *args: calls.append(1), lambda *args: user_calls.append(1))
+    entry = sweep._run_one(method, q, k, v, device=torch.device("cpu"), warmup=1, repeats=3)
     assert 1 < entry["calls_per_run"] <= 100
     # the first call, warm-up and calibration (1 + 1 + 1), the timed runs, the memory run
     assert len(calls) == 3 + 3 * entry["calls_per_run"] + 1
     assert len(entry["times_ms"]) == 3 and entry["median_ms"] < 1.0
+    assert len(user_calls) == 3 and entry["host_ms"] >= 0  # the user's call, timed apart
 
-    slow = bench._run_one(
-        lambda *args: time.sleep(2e-3), q, k, v, device=torch.device("cpu"), warmup=0, repeats=2
+    sleep = lambda *args: time.sleep(2e-3)  # noqa: E731
+    slow = sweep._run_one(
+        Method(sleep, sleep), q, k, v, device=torch.device("cpu"), warmup=0, repeats=2
     )
     assert slow["calls_per_run"] == 1 and slow["min_ms"] >= 2.0
+    assert slow["host_ms"] >= 2.0  # on the CPU, the host's time is the work
+
+
+def test_host_checks_are_timed_apart_from_the_kernel():
+    """A slow check in the user's call shows in host_ms, not in the kernel's median_ms."""
+    q = k = v = torch.zeros(1)
+
+    def checked_call(*args):
+        time.sleep(5e-3)  # validation, broadcasting, the autograd wrapper ...
+
+    entry = sweep._run_one(
+        Method(lambda *args: None, checked_call), q, k, v, device=torch.device("cpu"),
+        warmup=0, repeats=2,
+    )  # fmt: skip
+    assert entry["median_ms"] < 1.0 <= 5.0 <= entry["host_ms"]
 
 
 def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
     """The record is rewritten after every configuration, marked incomplete until the end."""
     calls = 0
-    real = bench._run_one
+    real = sweep._run_one
 
     def stop_at_the_third(*args, **kwargs):
         nonlocal calls
@@ -273,20 +289,79 @@ def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as a killed or interrupted run
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "_run_one", stop_at_the_third)
+    monkeypatch.setattr(sweep, "_run_one", stop_at_the_third)
     path = tmp_path / "cut.json"
-    settings = dict(device="cpu", head_dims=[16], dtypes=["float32"], methods=["naive"])
+    sizes = _sizes(seq_lens=(8, 16, 32, 64), head_dims=(16,), methods=("naive",))
     with pytest.raises(KeyboardInterrupt):
-        bench.run_bench(seq_lens=[8, 16, 32, 64], measure_ceilings=False, progress=False,
-                        warmup=0, repeats=1, checkpoint=path, **settings)  # fmt: skip
+        bench.run_bench(sizes, device="cpu", measure_ceilings=False, progress=False,
+                        checkpoint=path)  # fmt: skip
     cut = bench.load_bench(path)
     assert [e["seq_len"] for e in cut["results"]] == [8, 16]
     assert cut["environment"]["complete"] is False
     assert "INCOMPLETE: the run stopped after 2 configurations" in bench.describe_bench(cut)
     assert not list(tmp_path.glob("*.part"))
 
-    monkeypatch.setattr(bench, "_run_one", real)
-    whole = bench.run_bench(seq_lens=[8, 16], measure_ceilings=False, progress=False,
-                            warmup=0, repeats=1, checkpoint=path, **settings)  # fmt: skip
+    monkeypatch.setattr(sweep, "_run_one", real)
+    whole = bench.run_bench(sizes.replace(seq_lens=(8, 16)), device="cpu",
+                            measure_ceilings=False, progress=False, checkpoint=path)  # fmt: skip
     assert bench.load_bench(path)["environment"]["complete"] is True
     assert len(whole["results"]) == 2 and "INCOMPLETE" not in bench.describe_bench(whole)
+
+
+@pytest.mark.parametrize("name", ["new-folder", "new/nested/folder"])
+def test_out_names_a_folder_that_does_not_exist_yet(tmp_path, name):
+    """``--out DIR`` for a missing DIR creates it and writes bench-<device>-<preset>.json."""
+    out = tmp_path / name
+    assert bench.main(["--tiny", "--device", "cpu", "--no-progress", "--no-ceilings",
+                       "--methods", "naive", "--out", str(out)]) == 0  # fmt: skip
+    files = list(out.glob("bench-*.json"))
+    assert out.is_dir() and len(files) == 1
+    assert files[0].name.endswith("-tiny-custom.json")
+    assert bench.load_bench(files[0])["results"][0]["status"] == "ok"
+
+
+def test_the_record_names_the_triton_version_and_the_load(tmp_path):
+    record = bench.run_bench(
+        _sizes(methods=("naive",)), device="cpu", measure_ceilings=False, progress=False
+    )
+    try:
+        from importlib.metadata import version
+
+        expected = version("triton")
+    except Exception:
+        expected = None
+    assert record["versions"]["triton"] == expected
+    assert "triton" in record["versions"]
+    environment = record["environment"]
+    assert len(environment["load_average_start"]) == 3 and environment["cpu_count"] >= 1
+    assert len(environment["load_average_end"]) == 3
+    if expected:
+        assert f"Triton {expected}" in bench.describe_bench(record)
+
+
+def test_load_records_checks_every_file(tmp_path):
+    record = bench.run_bench(
+        _sizes(methods=("naive",)), device="cpu", measure_ceilings=False, progress=False
+    )
+    bench.records.write_record(record, tmp_path / "bench-a.json")
+    assert [r["device"]["type"] for r in bench.load_records(tmp_path)] == ["cpu"]
+    assert bench.load_records(tmp_path, device_type="cuda") == []
+    assert bench.load_records(tmp_path / "missing") == []
+    broken = dict(record, results=[{"method": "naive"}])
+    bench.records.write_record(broken, tmp_path / "bench-b.json")
+    with pytest.raises(ValueError, match="result 0 lacks the fields"):
+        bench.load_records(tmp_path)
+
+
+def test_the_estimate_grows_with_the_work():
+    full, fill, tiny = (bench.estimate_seconds(bench.PRESETS[p]) for p in ("full", "fill", "tiny"))
+    print(f"\nestimated on an H100: full {full:.0f} s, fill {fill:.0f} s, tiny {tiny:.0f} s")
+    assert tiny < fill < full < 300  # the full sweep must leave room in a 6-minute run
+    bigger = bench.PRESETS["full"].replace(repeats=20)
+    assert bench.estimate_seconds(bigger) > full
+
+
+def test_the_fill_preset_gives_a_gpu_enough_programs():
+    fill = bench.PRESETS["fill"]
+    programs = fill.batch * fill.heads * (min(fill.seq_lens) // 128)  # block_m = 128
+    assert fill.batch * fill.heads >= 128 and programs >= 4 * 132  # 132 SMs on an H100

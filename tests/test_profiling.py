@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import mini_attn as ma
-from mini_attn.tools import profiling
+from mini_attn.tools import memory, timing
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-EXACT_CPU_PEAK = sys.platform.startswith("linux") and profiling._reset_peak_rss()
+EXACT_CPU_PEAK = sys.platform.startswith("linux") and memory._reset_peak_rss()
 
 
 def test_warmup_calls_are_not_timed():
@@ -55,7 +55,7 @@ def test_cuda_events_wait_for_the_gpu():
     launch = time.perf_counter() - start
     torch.cuda.synchronize()
     print(f"\n4096² matmul: {timing}; unsynchronised host time {launch * 1e3:.3g} ms")
-    assert timing.min > 0
+    assert timing.min > 5 * launch  # 137 GFLOP: far longer than its launch on any GPU
 
 
 @pytest.mark.skipif(not EXACT_CPU_PEAK, reason="needs Linux's resettable peak RSS")
@@ -81,8 +81,15 @@ def test_cpu_peak_memory_of_naive_attention_is_quadratic():
             lambda: ma.scaled_dot_product_attention(q, k, v), device="cpu"
         )
         tiled = ma.measure_peak_memory(lambda: ma.tiled_attention(q, k, v), device="cpu")
+        q2, k2, v2 = (x[..., :1024, :] for x in (q, k, v))
+        half = ma.measure_peak_memory(
+            lambda: ma.scaled_dot_product_attention(q2, k2, v2), device="cpu"
+        )
     print(f"\nL = S = 2048: naive {naive / 2**20:.1f} MiB, tiled {tiled / 2**20:.1f} MiB")
+    print(f"L = S = 1024: naive {half / 2**20:.1f} MiB")
     assert naive >= 2048 * 2048 * 4  # at least one float32 L × S matrix: 16 MiB
+    assert naive >= 3 * half  # twice the length, about four times the memory
+    assert tiled < naive / 4  # the tiled version never holds the L × S scores
 
 
 @CUDA
@@ -130,3 +137,38 @@ def test_plot_roofline_is_labelled():
     lo, hi = ax.get_xlim()
     assert lo < 3.0 and hi > 300.0
     plt.close(ax.figure)
+
+
+def test_first_call_time_waits_for_the_call():
+    assert ma.first_call_time(lambda: time.sleep(0.01), device="cpu") >= 0.01
+
+
+def test_the_sync_demo_shows_the_mistake_on_an_asynchronous_device():
+    device = timing.SimulatedDevice(asynchronous=True)  # 10 µs launch, 5 ms of work
+    demo = timing.sync_demo(device.launch, synchronize=device.synchronize, clock=device.clock)
+    assert demo.first_call == pytest.approx(0.10501)  # the first call's 100 ms included
+    assert demo.unsynchronized.median == pytest.approx(1e-5)  # only the launch
+    assert demo.synchronized.median == pytest.approx(0.00501)
+    assert demo.ratio == pytest.approx(501)
+    cpu = timing.SimulatedDevice(asynchronous=False)
+    same = timing.sync_demo(cpu.launch, synchronize=cpu.synchronize, clock=cpu.clock)
+    assert same.unsynchronized.median == pytest.approx(same.synchronized.median)
+
+
+def test_unsynchronized_times_measure_the_host_only():
+    device = timing.SimulatedDevice(asynchronous=True, launch_s=2e-5, first_s=0.0)
+    times = timing.unsynchronized_times(
+        device.launch, 4, synchronize=device.synchronize, clock=device.clock
+    )
+    assert times == pytest.approx([2e-5] * 4)
+    assert device.now == pytest.approx(device.busy_until)  # the device is idle afterwards
+
+
+def test_roofline_points_keep_distinct_styles_past_ten():
+    points = [(f"p{i}", 2.0 ** (i % 8), 1e11) for i in range(24)]  # a real sweep's size
+    ax = ma.plot_roofline(1e12, 1e11, points=points)
+    styles = [(line.get_color(), line.get_marker()) for line in ax.get_lines()[2:]]
+    assert len(styles) == 24 and len(set(styles)) == 24
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="must be positive"):
+        ma.plot_roofline(1e12, 0.0)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ..tools.profiling import attainable_flops
+from ..tools.roofline import attainable_flops
 from ._core import CheckFailed, call, expect_close, passed
 
 __all__ = ["check_attainable", "check_online_logsumexp", "check_timer"]
