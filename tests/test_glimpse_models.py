@@ -57,10 +57,56 @@ def test_classify_soft_averages_the_features(patches):
     torch.testing.assert_close(logits, expected)
 
 
+def test_classify_pixels_encodes_the_average_of_the_raw_patches(patches):
+    model = _model()
+    x = patches[0][:16]
+    logits, weights = model.classify_pixels(x)
+    torch.testing.assert_close(weights, torch.softmax(model.scores(x).squeeze(1), -1))
+    torch.testing.assert_close(logits, model.read((weights[:, :, None] * x).sum(1)))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 9])
+def test_classify_topk_averages_the_k_best_raw_patches(patches, k):
+    model = _model()
+    x = patches[0][:16]
+    logits, weights = model.classify_topk(x, k)
+    scores = model.scores(x).squeeze(1)
+    best = scores.topk(k, -1)
+    expected = torch.zeros_like(scores).scatter(-1, best.indices, torch.softmax(best.values, -1))
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(logits, model.read((weights[:, :, None] * x).sum(1)))
+    if k == 1:  # top-1 is the argmax model
+        torch.testing.assert_close(logits, model.classify_hard(x)[0])
+    if k == 9:  # top-P is the soft average of pixels
+        torch.testing.assert_close(logits, model.classify_pixels(x)[0])
+
+
+def test_topk_loss_with_k_1_gives_the_scorer_no_gradient(patches, data):
+    model = _model()
+    batch = (patches[0][:32], data.train_labels[:32])
+    loss_fn = functools.partial(ma.tasks.topk_loss, k=1)
+    gradient = ma.tasks.scorer_gradient(
+        model, lambda m, b: loss_fn(m, b) + 0 * sum(p.sum() for p in m.scorer.parameters()), batch
+    )
+    assert gradient.abs().sum() == 0
+
+
+def test_glimpse_accuracy_with_a_classify_function(patches, data):
+    model = _model()
+    x, y, where = patches[1], data.test_labels, data.test_where
+    accuracy, _ = ma.tasks.glimpse_accuracy(
+        model, x, y, where, classify=functools.partial(model.classify_topk, k=2)
+    )
+    logits, _ = model.classify_topk(x, 2)
+    assert accuracy == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+
+
 def test_scores_refuses_wrong_shapes():
     model = _model()
     with pytest.raises(ValueError, match=r"patches must have shape \(B, P, 64\), got \(2, 9, 32\)"):
         model.scores(torch.rand(2, 9, 32))
+    with pytest.raises(ValueError, match=r"patches must have shape \(B, P, 64\), got \(9, 64\)"):
+        model.classify_pixels(torch.rand(9, 64))
 
 
 def test_argmax_loss_gives_the_scorer_no_gradient(patches, data):
@@ -84,8 +130,10 @@ def test_argmax_loss_gives_the_scorer_no_gradient(patches, data):
         functools.partial(ma.tasks.reinforce_loss, baseline=False),
         functools.partial(ma.tasks.reinforce_loss, baseline=True),
         ma.tasks.gumbel_loss,
+        ma.tasks.pixel_soft_loss,
+        functools.partial(ma.tasks.topk_loss, k=2),
     ],
-    ids=["soft", "expected", "reinforce", "reinforce+baseline", "gumbel"],
+    ids=["soft", "expected", "reinforce", "reinforce+baseline", "gumbel", "pixels", "top2"],
 )
 def test_trainable_losses_reach_the_scorer(loss_fn, patches, data):
     model = _model()

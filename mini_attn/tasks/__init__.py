@@ -33,9 +33,11 @@ from .models.glimpse import (
     glimpse_accuracy,
     glimpse_batches,
     gumbel_loss,
+    pixel_soft_loss,
     reinforce_loss,
     scorer_gradient,
     soft_loss,
+    topk_loss,
 )
 
 # chapter 6: a real pretrained model, all-MiniLM-L6-v2
@@ -78,9 +80,11 @@ __all__ = [
     "image_patches",
     "load_digits_8x8",
     "make_glimpse_digits",
+    "pixel_soft_loss",
     "reinforce_loss",
     "scorer_gradient",
     "soft_loss",
+    "topk_loss",
     # chapter 4
     "SEQUENCE_TASKS",
     "EncoderBlock",

@@ -19,7 +19,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..._validation import check_tensor, fmt_shape
-from ...attention.hard import gumbel_softmax_attention, hard_attention, sample_attention
+from ...attention.hard import (
+    gumbel_softmax_attention,
+    hard_attention,
+    sample_attention,
+    topk_attention,
+)
 from ...attention.soft import soft_attention
 from ...core.softmax import masked_softmax
 
@@ -30,12 +35,25 @@ __all__ = [
     "glimpse_accuracy",
     "glimpse_batches",
     "gumbel_loss",
+    "pixel_soft_loss",
     "reinforce_loss",
     "scorer_gradient",
     "soft_loss",
+    "topk_loss",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # patches (B, P, p²), labels (B,)
+
+
+def _check_patches(patches: torch.Tensor, patch_dim: int) -> None:
+    """Patches must be ``(B, P, p²)`` with the model's ``p²``."""
+    if (
+        not isinstance(patches, torch.Tensor)
+        or patches.dim() != 3
+        or patches.shape[-1] != patch_dim
+    ):
+        shape = fmt_shape(patches.shape) if isinstance(patches, torch.Tensor) else type(patches)
+        raise ValueError(f"patches must have shape (B, P, {patch_dim}), got {shape}")
 
 
 class GlimpseClassifier(nn.Module):
@@ -76,10 +94,7 @@ class GlimpseClassifier(nn.Module):
 
     def scores(self, patches: torch.Tensor) -> torch.Tensor:
         """Where to look: one score per patch, ``(B, P, p²) -> (B, 1, P)`` (one query)."""
-        if patches.dim() != 3 or patches.shape[-1] != self.patch_dim:
-            raise ValueError(
-                f"patches must have shape (B, P, {self.patch_dim}), got {fmt_shape(patches.shape)}"
-            )
+        _check_patches(patches, self.patch_dim)
         return self.scorer(patches).transpose(-2, -1)  # (B, P, 1) -> (B, 1, P)
 
     def read(self, patches: torch.Tensor) -> torch.Tensor:
@@ -97,11 +112,42 @@ class GlimpseClassifier(nn.Module):
         context, weights = soft_attention(self.scores(patches), features)  # (B, 1, F), (B, 1, P)
         return self.classifier(context.squeeze(1)), weights.squeeze(1)
 
+    def classify_pixels(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Average the raw patches, encode the average once: ``logits``, ``weights (B, P)``."""
+        glimpse, weights = soft_attention(self.scores(patches), patches)  # (B, 1, p²)
+        return self.read(glimpse.squeeze(1)), weights.squeeze(1)
+
+    def classify_topk(self, patches: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Average the ``k`` best raw patches, encode once: ``logits``, ``weights (B, P)``."""
+        glimpse, weights = topk_attention(self.scores(patches), patches, k)  # (B, 1, p²)
+        return self.read(glimpse.squeeze(1)), weights.squeeze(1)
+
 
 def soft_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
     """Soft attention: the cross-entropy of :meth:`GlimpseClassifier.classify_soft`."""
     patches, labels = batch
     logits, _ = model.classify_soft(patches)
+    return F.cross_entropy(logits, labels)
+
+
+def pixel_soft_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
+    """Soft attention over raw pixels: the loss of :meth:`GlimpseClassifier.classify_pixels`.
+
+    The weighted average of the patches is encoded once, so the model costs what hard
+    attention costs, and the scorer is trained by plain backpropagation.
+    """
+    patches, labels = batch
+    logits, _ = model.classify_pixels(patches)
+    return F.cross_entropy(logits, labels)
+
+
+def topk_loss(model: GlimpseClassifier, batch: Batch, *, k: int = 2) -> torch.Tensor:
+    """Top-k attention over raw pixels: the loss of :meth:`GlimpseClassifier.classify_topk`.
+
+    Only the ``k`` chosen scores receive a gradient; ``k = 1`` is :func:`argmax_loss`.
+    """
+    patches, labels = batch
+    logits, _ = model.classify_topk(patches, k)
     return F.cross_entropy(logits, labels)
 
 
@@ -262,6 +308,7 @@ def glimpse_accuracy(
     where: torch.Tensor,
     *,
     soft: bool = False,
+    classify: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[float, float]:
     """How often the model names the digit, and how often its best score is the digit's patch.
 
@@ -272,12 +319,16 @@ def glimpse_accuracy(
         where (Tensor): shape :math:`(N,)`, the patch that holds each digit.
         soft (bool): classify with soft attention (every patch read); otherwise read the
             best-scoring patch only. Default: False.
+        classify (callable, optional): ``classify(patches) -> (logits, _)``, used instead of
+            the two above (for instance ``lambda p: model.classify_topk(p, 2)``).
 
     Returns:
         (float, float): the accuracy, and the fraction of images whose best-scoring patch
         is the digit's.
     """
-    logits, _ = model.classify_soft(patches) if soft else model.classify_hard(patches)
+    if classify is None:
+        classify = model.classify_soft if soft else model.classify_hard
+    logits, _ = classify(patches)
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
     found = (model.scores(patches).squeeze(1).argmax(dim=-1) == where).float().mean().item()
     return accuracy, found
