@@ -15,7 +15,7 @@ import torch
 
 from .._validation import broadcast_batch, check_floating, check_tensor, fmt_shape
 
-__all__ = ["TRITON_DTYPES", "TRITON_HEAD_DIMS", "triton_attention"]
+__all__ = ["TRITON_DTYPES", "TRITON_HEAD_DIMS", "TritonAttentionFunction", "triton_attention"]
 
 # head sizes: powers of two from tl.dot's smallest size, 16; the GPU targets are 64 and 128
 TRITON_HEAD_DIMS = (16, 32, 64, 128)
@@ -145,12 +145,33 @@ def triton_attention(
     k = key.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
     v = value.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-    out = _TritonAttention.apply(q, k, v, bool(causal), scale, block_m, block_n)  # (N, L, D)
+    out = TritonAttentionFunction.apply(q, k, v, bool(causal), scale, block_m, block_n)  # (N, L, D)
     return out.reshape(*batch, n_queries, head_dim)  # (..., L, D)
 
 
-class _TritonAttention(torch.autograd.Function):
-    """The forward kernel, and the backward kernels for autograd, on ``(N, L|S, D)`` tensors."""
+class TritonAttentionFunction(torch.autograd.Function):
+    """The forward kernel, and the backward kernels for autograd, on 3-D tensors.
+
+    :func:`triton_attention` checks, broadcasts and flattens the inputs, then calls
+    ``TritonAttentionFunction.apply(query, key, value, causal, scale, block_m, block_n)``.
+
+    Args:
+        query (Tensor): shape :math:`(N, L, D)`.
+        key (Tensor): shape :math:`(N, S, D)`.
+        value (Tensor): shape :math:`(N, S, D)`.
+        causal (bool): top-left causal mask.
+        scale (float): the factor applied to the scores.
+        block_m (int): queries per program of the forward kernel.
+        block_n (int): keys per step of its loop.
+
+    Returns:
+        Tensor: the output, shape :math:`(N, L, D)`; its backward pass returns
+        ``dQ``, ``dK``, ``dV`` (and None for the other arguments).
+
+    Shape legend:
+        - ``N``: the flattened batch (and head) dimensions, ``L``: queries, ``S``: keys,
+          ``D``: the head size.
+    """
 
     @staticmethod
     def forward(ctx, query, key, value, causal, scale, block_m, block_n):
