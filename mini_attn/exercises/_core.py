@@ -7,14 +7,25 @@ failed and how (expected vs got), with a hint for the common mistake it recognis
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .._validation import fmt_shape
 
-__all__ = ["CheckFailed", "call", "call_pure", "expect_close", "passed", "safe_hint"]
+__all__ = [
+    "CheckFailed",
+    "call",
+    "call_pure",
+    "count_torch_calls",
+    "expect_close",
+    "forbidden",
+    "passed",
+    "safe_hint",
+]
 
 
 class CheckFailed(AssertionError):
@@ -29,6 +40,8 @@ def call(fn: Callable, case: str, *args, **kwargs):
     """Call the learner's ``fn``; turn a crash into a :class:`CheckFailed` naming the case."""
     try:
         return fn(*args, **kwargs)
+    except CheckFailed:
+        raise  # raised by the checker's own guards (forbidden), already explained
     except NotImplementedError:
         raise CheckFailed(
             f"{_name(fn)} is not implemented yet (it raised NotImplementedError). "
@@ -52,6 +65,43 @@ def _where(error: BaseException) -> str:
         return ""
     f = frames[-1]
     return f" (at line {f.lineno}: {f.line})" if f.line else f" (at line {f.lineno})"
+
+
+class _Watch(TorchFunctionMode):
+    """Counts the torch functions called, and refuses the forbidden ones."""
+
+    def __init__(self, banned: dict, message: str) -> None:
+        super().__init__()
+        self.banned, self.message, self.count = banned, message, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        if func in self.banned:
+            raise CheckFailed(self.message.format(name=self.banned[func]))
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def forbidden(functions: dict[Callable, str], message: str) -> Iterator[None]:
+    """Inside the block, calling one of ``functions`` raises :class:`CheckFailed`.
+
+    ``functions`` maps each forbidden torch function (``torch.softmax``,
+    ``torch.Tensor.softmax`` ...) to the name shown to the learner; ``message`` may use
+    ``{name}``. Rules an exercise states ("do not call torch.softmax") are checked this
+    way instead of being trusted. Wrap the :func:`call` of the learner's function.
+    """
+    with _Watch(functions, message):
+        yield
+
+
+@contextlib.contextmanager
+def count_torch_calls() -> Iterator[_Watch]:
+    """``with count_torch_calls() as calls: ...``; then ``calls.count`` is the number of
+    torch functions and tensor methods called inside (a Python loop over pairs makes it
+    grow with the number of pairs)."""
+    watch = _Watch({}, "")
+    with watch:
+        yield watch
 
 
 def call_pure(fn: Callable, case: str, *args, **kwargs):

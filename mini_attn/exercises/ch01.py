@@ -6,7 +6,7 @@ import torch
 
 from ..attention.pooling import attention_pooling
 from ..core.softmax import masked_softmax
-from ._core import call, expect_close, passed
+from ._core import call_pure, expect_close, forbidden, passed
 
 __all__ = ["check_gaussian_weights", "check_masked_softmax", "check_soft_lookup"]
 
@@ -14,6 +14,31 @@ __all__ = ["check_gaussian_weights", "check_masked_softmax", "check_soft_lookup"
 def _sums_to_one_over_queries(got: torch.Tensor) -> bool:
     cols = got.sum(dim=-2)
     return bool(torch.allclose(cols, torch.ones_like(cols), atol=1e-4))
+
+
+def _same(got: torch.Tensor, candidate: torch.Tensor) -> bool:
+    """``got`` equals a candidate wrong answer (NaN where the candidate has NaN too)."""
+    return got.shape == candidate.shape and bool(
+        torch.allclose(got, candidate, atol=1e-5, rtol=1e-4, equal_nan=True)
+    )
+
+
+def _wrong_rows_with_keys(got, expected, mask) -> bool:
+    """Some row that has an unmasked key is wrong (zero or NaN where weights were due)."""
+    has_keys = mask.expand(got.shape).any(dim=-1)
+    wrong = ~torch.isclose(got, expected, atol=1e-5).all(dim=-1)
+    return bool((has_keys & wrong).any())
+
+
+_SOFTMAXES = {
+    torch.softmax: "torch.softmax",
+    torch.nn.functional.softmax: "torch.nn.functional.softmax",
+    torch.Tensor.softmax: "Tensor.softmax",
+    torch.special.softmax: "torch.special.softmax",
+    torch.log_softmax: "torch.log_softmax",
+    torch.nn.functional.log_softmax: "torch.nn.functional.log_softmax",
+    torch.Tensor.log_softmax: "Tensor.log_softmax",
+}
 
 
 def check_gaussian_weights(fn) -> None:
@@ -29,23 +54,62 @@ def check_gaussian_weights(fn) -> None:
         ("four queries, seven keys", torch.linspace(-1, 4, 4), torch.linspace(0, 3, 7), 0.8),
     ]
 
-    def hint(got):
-        if torch.isnan(got).any():
+    def hint_for(queries, keys, h):
+        sq = (queries[:, None] - keys[None, :]) ** 2  # (L, S)
+
+        def hint(got):
+            if torch.isnan(got).any():
+                return (
+                    "exp(-d²/2h²) underflows to 0 for distant keys, and 0/0 is NaN. Subtract "
+                    "each row's largest score before exp, or use torch.softmax / "
+                    "ma.masked_softmax."
+                )
+            if _same(got, torch.softmax(-sq / (2 * h**2), dim=0)):
+                return (
+                    "your weights sum to 1 over the queries (dim 0); they should sum to 1 "
+                    "over the keys (dim -1)."
+                )
+            if _same(got, torch.softmax(sq / (2 * h**2), dim=-1)):
+                return "the score is MINUS the squared distance: near keys must score highest."
+            if _same(got, torch.softmax(-sq / h**2, dim=-1)):
+                return "the denominator is 2h², not h²: you left out the factor 2."
+            if _same(got, torch.softmax(-sq / (2 * h), dim=-1)) or _same(
+                got, torch.softmax(-sq / h, dim=-1)
+            ):
+                return "divide by 2h² (the bandwidth squared), not by the bandwidth itself."
+            if _same(got, torch.softmax(-sq.sqrt() / (2 * h**2), dim=-1)):
+                return "use the squared distance (q - k)², not the distance |q - k|."
+            if got.shape[-2] > 1 and _sums_to_one_over_queries(got):
+                return (
+                    "your weights sum to 1 over the queries (dim 0); they should sum to 1 "
+                    "over the keys (dim -1)."
+                )
+            return None
+
+        return hint
+
+    def shape_hint(got, queries, keys):
+        n_q, n_k = len(queries), len(keys)
+        if got.shape == (n_k, n_q) and n_k != n_q:
+            return "rows are queries and columns keys: return (L, S), not (S, L)."
+        if got.dim() == 1 and len(got) == n_q:
             return (
-                "exp(-d²/2h²) underflows to 0 for distant keys, and 0/0 is NaN. Subtract each "
-                "row's largest score before exp, or use torch.softmax / ma.masked_softmax."
-            )
-        if got.shape[-2] > 1 and _sums_to_one_over_queries(got):
-            return (
-                "your weights sum to 1 over the queries (dim 0); they should sum to 1 "
-                "over the keys (dim -1)."
+                "you returned one number per query (the pooled output?); the exercise asks "
+                "for the (L, S) matrix of weights, before any average with the values."
             )
         return None
 
     for case, queries, keys, h in cases:
         _, expected = attention_pooling(queries, keys, keys, bandwidth=h)
-        got = call(fn, case, queries, keys, h)
-        expect_close(case, got, expected, what="the weights", hint=hint)
+        got = call_pure(fn, case, queries, keys, h)
+        expect_close(
+            case,
+            got,
+            expected,
+            what="the weights",
+            hint=hint_for(queries, keys, h),
+            shape_hint=lambda got, q=queries, k=keys: shape_hint(got, q, k),
+        )
     passed("gaussian_weights", len(cases))
 
 
@@ -70,8 +134,21 @@ def check_masked_softmax(fn) -> None:
         ("batch dims (2, 3, 4, 5) with a (4, 5) mask", batch_scores, batch_mask),
     ]
 
-    def hint_for(mask):
+    def hint_for(scores, mask):
         def hint(got):
+            if mask is not None:
+                e = torch.exp(scores - scores.amax(dim=-1, keepdim=True)) * mask
+                total = e.sum(dim=-1, keepdim=True)
+                if any(
+                    _same(got, e / d)
+                    for d in (total, total.clamp_min(torch.finfo(e.dtype).tiny), total + 1e-9)
+                ) and _wrong_rows_with_keys(got, masked_softmax(scores, mask), mask):
+                    return (
+                        "a row with unmasked keys came back zero or NaN: the maximum you "
+                        "subtracted was taken over every score, masked ones included, so "
+                        "exp underflowed on the unmasked ones. Take the maximum over the "
+                        "unmasked scores only (fill masked scores with -inf first)."
+                    )
             if torch.isnan(got).any() or torch.isinf(got).any():
                 return (
                     "NaN or inf appears when exp overflows (large scores) or when a whole row "
@@ -94,10 +171,15 @@ def check_masked_softmax(fn) -> None:
 
         return hint
 
+    message = (
+        "exercise 1.2 asks you to write the softmax yourself, with torch.exp: your function "
+        "called {name} (ma.masked_softmax calls it too)."
+    )
     for case, s, mask in cases:
         expected = masked_softmax(s, mask)
-        got = call(fn, case, s.clone(), None if mask is None else mask.clone())
-        expect_close(case, got, expected, what="the weights", hint=hint_for(mask))
+        with forbidden(_SOFTMAXES, message):
+            got = call_pure(fn, case, s, mask)
+        expect_close(case, got, expected, what="the weights", hint=hint_for(s, mask))
     passed("masked_softmax", len(cases))
 
 
@@ -124,12 +206,29 @@ def check_soft_lookup(fn) -> None:
             if torch.isnan(got).any():
                 return "exp overflowed: subtract each row's maximum score (torch.softmax does)."
             scores = q @ k.T
-            if torch.allclose(got, masked_softmax(scores * t) @ v, atol=1e-5):
+            if _same(got, masked_softmax(scores * t) @ v):
                 return "divide the scores by the temperature, do not multiply."
-            if torch.allclose(got, torch.softmax(scores / t, dim=0) @ v, atol=1e-5):
+            if _same(got, torch.softmax(scores / t, dim=0) @ v):
                 return "the softmax runs over the keys (dim -1), not over the queries (dim 0)."
+            if _same(got, masked_softmax(scores / t / q.shape[-1] ** 0.5) @ v):
+                return (
+                    "this exercise divides by the temperature only: the 1/√E of scaled "
+                    "dot-product attention is not part of it."
+                )
+            if _same(got, (scores / t) @ v):
+                return "the scores must go through a softmax over the keys before the average."
+            if _same(got, masked_softmax(-(torch.cdist(q, k) ** 2) / t) @ v):
+                return "the score is the dot product q·k, not minus the squared distance."
             return None
 
-        got = call(fn, case, q.clone(), k.clone(), v.clone(), t)
-        expect_close(case, got, expected, what="the output", hint=hint)
+        def shape_hint(got, q=q, k=k, v=v):
+            if got.shape == (q.shape[0], k.shape[0]) != (q.shape[0], v.shape[1]):
+                return (
+                    "you returned the (L, S) weights: the output is their average of the "
+                    "values, weights @ values, of shape (L, Ev)."
+                )
+            return None
+
+        got = call_pure(fn, case, q, k, v, t)
+        expect_close(case, got, expected, what="the output", hint=hint, shape_hint=shape_hint)
     passed("soft_lookup", len(cases))
