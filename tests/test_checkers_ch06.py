@@ -207,3 +207,202 @@ def test_gqa_from_mha_that_modifies_the_original():
 def test_gqa_from_mha_returning_the_wrong_head_count():
     with pytest.raises(CheckFailed, match="num_kv_heads=2, got 8 and 8"):
         check_gqa_from_mha(lambda m, n: m)
+
+
+# --- issue 16: more mistakes, clean refusals, two correct solutions each ------------------------
+
+
+def test_split_heads_two_correct_solutions(capsys):
+    def chapter(x, num_heads):
+        *batch, n, features = x.shape
+        return x.reshape(*batch, n, num_heads, features // num_heads).transpose(-3, -2)
+
+    check_split_heads(chapter)
+    check_split_heads(lambda x, h: x.unflatten(-1, (h, -1)).movedim(-2, -3))
+    assert capsys.readouterr().out.count("✓ split_heads") == 2
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lambda x, h: x.unflatten(-1, (h, -1)), r"should have shape"),  # no transpose at all
+        (lambda x, h: x.unflatten(-1, (h, -1)).transpose(-3, -2).numpy(), "torch.Tensor"),
+        (lambda x, h: x.unflatten(-1, (h, -1)).transpose(-3, -2).half(), "wrong value"),
+        (lambda x, h: ma.split_heads(x.add_(1.0), h), "changed its argument `x` in place"),
+        (lambda x, h: (ma.split_heads(x, h), h), "torch.Tensor, got tuple"),
+    ],
+)
+def test_split_heads_more_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_split_heads(fn)
+
+
+def test_multi_head_attention_a_different_correct_solution(capsys):
+    def with_pytorch(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+        b, n, e = x.shape
+        q, k, v = ((x @ w).view(b, n, num_heads, -1).transpose(1, 2) for w in (w_q, w_k, w_v))
+        attn_mask = None if mask is None else mask[:, None]
+        context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return context.transpose(1, 2).reshape(b, n, e) @ w_o
+
+    check_multi_head_attention(with_pytorch)
+    assert "✓ multi_head_attention" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        # merging without the transpose back: right shape, wrong values
+        (
+            lambda x, wq, wk, wv, wo, h, mask=None: (
+                ma.scaled_dot_product_attention(
+                    *(ma.split_heads(x @ w, h) for w in (wq, wk, wv)),
+                    mask=None if mask is None else mask.unsqueeze(-3),
+                )[0].reshape(x.shape)
+                @ wo
+            ),
+            r"(?s)four heads.*wrong value",
+        ),
+        # the output projection forgotten
+        (
+            lambda x, wq, wk, wv, wo, h, mask=None: _mha(
+                x, wq, wk, wv, torch.eye(x.shape[-1]), h, mask
+            ),
+            "wrong value",
+        ),
+        # the heads returned unmerged: a shape the hints must not crash on
+        (
+            lambda x, wq, wk, wv, wo, h, mask=None: ma.split_heads(
+                _mha(x, wq, wk, wv, wo, h, mask), h
+            ),
+            r"should have shape \(2, 4, 8\)",
+        ),
+        (
+            lambda x, wq, wk, wv, wo, h, mask=None: (_mha(x, wq, wk, wv, wo, h, mask), None),
+            "tuple of 2",
+        ),
+        (
+            lambda x, wq, wk, wv, wo, h, mask=None: _mha(x, wq.mul_(2) / 2, wk, wv, wo, h, mask),
+            "changed its argument `w_q` in place",
+        ),
+    ],
+)
+def test_multi_head_attention_more_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_multi_head_attention(fn)
+
+
+def test_repeat_kv_a_different_correct_solution(capsys):
+    def expand(kv, num_heads):
+        b, hkv, s, d = kv.shape
+        return kv[:, :, None].expand(b, hkv, num_heads // hkv, s, d).reshape(b, num_heads, s, d)
+
+    check_repeat_kv(expand)
+    assert "✓ repeat_kv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lambda kv, h: kv.repeat_interleave(h, dim=1), r"should have shape"),  # H, not H // Hkv
+        (
+            lambda kv, h: kv[:, :, None].expand(-1, -1, h // kv.shape[1], -1, -1),
+            "should have shape",
+        ),
+        (lambda kv, h: kv[:, torch.arange(h) % kv.shape[1]], "use repeat_interleave"),
+        (lambda kv, h: kv.repeat_interleave(h // kv.shape[1], dim=1).numpy(), "torch.Tensor"),
+        (lambda kv, h: kv.zero_().repeat_interleave(h // kv.shape[1], dim=1), "in place"),
+    ],
+)
+def test_repeat_kv_more_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_repeat_kv(fn)
+
+
+def _convert_with_deepcopy(module, num_kv_heads):
+    """A different correct 6.4: deepcopy the q/out projections, pool k/v with mean()."""
+    import copy
+
+    result = ma.MultiHeadAttention(
+        module.embed_dim,
+        module.num_heads,
+        num_kv_heads=num_kv_heads,
+        bias=module.q_proj.bias is not None,
+    )
+    result.q_proj = copy.deepcopy(module.q_proj)
+    result.out_proj = copy.deepcopy(module.out_proj)
+    group = module.num_heads // num_kv_heads
+    with torch.no_grad():
+        for name in ("k_proj", "v_proj"):
+            src, dst = getattr(module, name), getattr(result, name)
+            dst.weight.copy_(
+                src.weight.view(num_kv_heads, group, -1, module.embed_dim).mean(1).flatten(0, 1)
+            )
+            if src.bias is not None:
+                dst.bias.copy_(src.bias.view(num_kv_heads, group, -1).mean(1).flatten())
+    return result
+
+
+def test_gqa_from_mha_a_different_correct_solution(capsys):
+    check_gqa_from_mha(_convert_with_deepcopy)
+    assert "✓ gqa_from_mha" in capsys.readouterr().out
+
+
+def test_gqa_from_mha_sharing_the_projections_fails():
+    """Issue 16: q_proj/out_proj shared with the original (not copied) used to pass."""
+
+    def shares_modules(module, num_kv_heads):
+        result = _convert_with_deepcopy(module, num_kv_heads)
+        result.q_proj, result.out_proj = module.q_proj, module.out_proj
+        return result
+
+    def shares_tensors(module, num_kv_heads):
+        result = _convert_with_deepcopy(module, num_kv_heads)
+        result.q_proj.weight = module.q_proj.weight  # the same Parameter, not a copy
+        return result
+
+    with pytest.raises(CheckFailed, match=r"q_proj is the original module's q_proj"):
+        check_gqa_from_mha(shares_modules)
+    with pytest.raises(CheckFailed, match=r"q_proj.weight shares its memory with the original"):
+        check_gqa_from_mha(shares_tensors)
+
+
+def test_gqa_from_mha_more_mistakes():
+    def summed(module, num_kv_heads):
+        result = _convert_with_deepcopy(module, num_kv_heads)
+        group = module.num_heads // num_kv_heads
+        with torch.no_grad():
+            result.k_proj.weight.mul_(group)  # the sum of the group, not its mean
+        return result
+
+    with pytest.raises(
+        CheckFailed, match=r"(?s)8 heads to 2 groups.*wrong value in k_proj\.weight"
+    ):
+        check_gqa_from_mha(summed)
+
+    def assumes_bias(module, num_kv_heads):
+        module.k_proj.bias.shape  # noqa: B018 (AttributeError on the no-bias case)
+        return _convert_with_deepcopy(module, num_kv_heads)
+
+    with pytest.raises(CheckFailed, match=r"no bias.*raised AttributeError"):
+        check_gqa_from_mha(assumes_bias)
+    with pytest.raises(
+        CheckFailed, match=r"return a mini_attn\.MultiHeadAttention, got OrderedDict"
+    ):
+        check_gqa_from_mha(lambda m, n: _convert(m, n).state_dict())
+
+
+def test_chapter_6_checkers_leave_the_rng_alone():
+    """check_gqa_from_mha used to call torch.manual_seed(3) on the learner's generator."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    check_split_heads(ma.split_heads)
+    check_multi_head_attention(_mha)
+    check_repeat_kv(lambda kv, h: kv.repeat_interleave(h // kv.shape[1], dim=1))
+
+    def without_drawing(module, num_kv_heads):  # the learner's own draws are theirs
+        with torch.random.fork_rng(devices=[]):
+            return _convert_with_deepcopy(module, num_kv_heads)
+
+    check_gqa_from_mha(without_drawing)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -6,6 +6,7 @@ import torch
 
 from ..attention.multihead import MultiHeadAttention, split_heads
 from ._core import CheckFailed, call, expect_close, passed
+from .ch05 import _same_shape, _unchanged
 
 __all__ = [
     "check_gqa_from_mha",
@@ -49,8 +50,18 @@ def check_split_heads(fn) -> None:
                 )
             return None
 
-        got = call(fn, case, x.clone(), num_heads)
-        expect_close(case, got, expected, what="the heads", atol=0, rtol=0, hint=hint)
+        given = {"x": x.clone()}
+        got = call(fn, case, given["x"], num_heads)
+        _unchanged(case, {"x": x}, given)
+        expect_close(
+            case,
+            got,
+            expected,
+            what="the heads",
+            atol=0,
+            rtol=0,
+            hint=_same_shape(hint, expected.shape),
+        )
     passed("split_heads", len(cases))
 
 
@@ -67,6 +78,8 @@ def _reference_mha(x, w_q, w_k, w_v, w_o, num_heads, mask):
             proj.weight.copy_(w.T)
         return module(x, mask=mask)[0]
 
+
+_W_NAMES = ("w_q", "w_k", "w_v", "w_o")
 
 _MASK_HINT = (
     "the scores of all heads have shape (B, H, N, N), and a (B, 1, N) or (B, N, N) mask lines "
@@ -137,13 +150,29 @@ def check_multi_head_attention(fn) -> None:
                     return _MASK_HINT
             return None
 
+        given = {"x": x.clone(), **{n: w.clone() for n, w in zip(_W_NAMES, ws, strict=True)}}
+        if mask is not None:
+            given["mask"] = mask.clone()
+        originals = {"x": x, **dict(zip(_W_NAMES, ws, strict=True))}
+        if mask is not None:
+            originals["mask"] = mask
         try:
-            got = call(fn, case, x.clone(), *[w.clone() for w in ws], num_heads, mask=mask)
+            got = call(
+                fn,
+                case,
+                given["x"],
+                *[given[n] for n in _W_NAMES],
+                num_heads,
+                mask=given.get("mask"),
+            )
         except CheckFailed as failure:
             if mask is None or failure.__cause__ is None:  # no mask, or not a crash
                 raise
             raise CheckFailed(f"{failure}\nHint: {_MASK_HINT}") from failure.__cause__
-        expect_close(case, got, expected, what="the output", hint=hint)
+        _unchanged(case, originals, given)
+        if isinstance(got, tuple):
+            raise CheckFailed(f"case '{case}': return only the output, got a tuple of {len(got)}")
+        expect_close(case, got, expected, what="the output", hint=_same_shape(hint, expected.shape))
     passed("multi_head_attention", len(cases))
 
 
@@ -177,8 +206,18 @@ def check_repeat_kv(fn) -> None:
                 )
             return None
 
-        got = call(fn, case, kv.clone(), num_heads)
-        expect_close(case, got, expected, what="the repeated heads", atol=0, rtol=0, hint=hint)
+        given = {"kv": kv.clone()}
+        got = call(fn, case, given["kv"], num_heads)
+        _unchanged(case, {"kv": kv}, given)
+        expect_close(
+            case,
+            got,
+            expected,
+            what="the repeated heads",
+            atol=0,
+            rtol=0,
+            hint=_same_shape(hint, expected.shape),
+        )
     passed("repeat_kv", len(cases))
 
 
@@ -196,6 +235,29 @@ def _mean_pooled(module: MultiHeadAttention, num_kv_heads: int) -> dict[str, tor
     return state
 
 
+def _check_not_shared(case: str, module: MultiHeadAttention, got: MultiHeadAttention) -> None:
+    """Refuse a result that shares a layer or a tensor's memory with the original module:
+    training the converted model would then change the original too."""
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        if getattr(got, name, None) is getattr(module, name):
+            raise CheckFailed(
+                f"case '{case}': the result's {name} is the original module's {name} (the same "
+                "nn.Linear object): training one would change the other. Copy the weights "
+                "(e.g. load_state_dict of cloned tensors, or copy.deepcopy)."
+            )
+    storage = {}
+    for name, p in module.named_parameters():
+        storage[p.untyped_storage().data_ptr()] = name
+    for name, p in got.named_parameters():
+        shared = storage.get(p.untyped_storage().data_ptr())
+        if shared is not None:
+            raise CheckFailed(
+                f"case '{case}': the result's {name} shares its memory with the original's "
+                f"{shared}: training one would change the other. Copy the tensors "
+                "(.clone()) instead of assigning them."
+            )
+
+
 def check_gqa_from_mha(fn) -> None:
     """Exercise 6.4: ``fn(module, num_kv_heads) -> MultiHeadAttention`` with ``num_kv_heads``.
 
@@ -204,14 +266,16 @@ def check_gqa_from_mha(fn) -> None:
     al. (2023) for turning a multi-head checkpoint into a grouped-query one. ``module``
     must not change.
     """
-    torch.manual_seed(3)
-    cases = [
-        ("8 heads to 2 groups", MultiHeadAttention(16, 8), 2),
-        ("4 heads to 1 group (multi-query)", MultiHeadAttention(12, 4), 1),
-        ("6 heads to 3 groups, no bias", MultiHeadAttention(12, 6, bias=False), 3),
-        ("4 heads kept as 4 groups (unchanged)", MultiHeadAttention(8, 4), 4),
-    ]
-    for case, module, num_kv_heads in cases:
+    with torch.random.fork_rng(devices=[]):  # seeded modules, the learner's RNG untouched
+        torch.manual_seed(3)
+        cases = [
+            ("8 heads to 2 groups", MultiHeadAttention(16, 8), 2),
+            ("4 heads to 1 group (multi-query)", MultiHeadAttention(12, 4), 1),
+            ("6 heads to 3 groups, no bias", MultiHeadAttention(12, 6, bias=False), 3),
+            ("4 heads kept as 4 groups (unchanged)", MultiHeadAttention(8, 4), 4),
+        ]
+        inputs = [torch.randn(2, 5, module.embed_dim) for _, module, _ in cases]
+    for (case, module, num_kv_heads), x in zip(cases, inputs, strict=True):
         before = {name: p.detach().clone() for name, p in module.state_dict().items()}
         got = call(fn, case, module, num_kv_heads)
         if not isinstance(got, MultiHeadAttention):
@@ -228,6 +292,7 @@ def check_gqa_from_mha(fn) -> None:
                 raise CheckFailed(
                     f"case '{case}': {name} of the original module changed; copy, do not modify"
                 )
+        _check_not_shared(case, module, got)
         expected = _mean_pooled(module, num_kv_heads)
         state = got.state_dict()
         group = module.num_heads // num_kv_heads
@@ -247,15 +312,17 @@ def check_gqa_from_mha(fn) -> None:
 
             if name not in state:
                 raise CheckFailed(f"case '{case}': the result has no {name}")
-            expect_close(case, state[name], value, what=name, hint=hint)
-        x = torch.randn(2, 5, module.embed_dim)
-        with torch.no_grad():
+            expect_close(case, state[name], value, what=name, hint=_same_shape(hint, value.shape))
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # its init draws are not kept
             reference = MultiHeadAttention(
                 module.embed_dim,
                 module.num_heads,
                 num_kv_heads=num_kv_heads,
                 bias=module.q_proj.bias is not None,
             )
-            reference.load_state_dict(expected)
-            expect_close(case, got.eval()(x)[0], reference.eval()(x)[0], what="the output")
+        reference.load_state_dict(expected)
+        with torch.no_grad():
+            expected_output = reference.eval()(x)[0]
+            got_output = call(got.eval(), f"{case}, calling the result", x)[0]
+        expect_close(case, got_output, expected_output, what="the output")
     passed("gqa_from_mha", len(cases))
