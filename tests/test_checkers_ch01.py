@@ -185,7 +185,10 @@ LOOKUP_MISTAKES = [
     (lambda q, k, v, t: lookup_solution(q, k, v, t * q.shape[-1] ** 0.5), "1/√E"),
     (lambda q, k, v, t: torch.softmax(q @ k.T / t, -1), r"returned the \(L, S\) weights"),  # crash
     (lambda q, k, v, t: (q @ k.T / t) @ v, "must go through a softmax"),
-    (lambda q, k, v, t: torch.softmax(-torch.cdist(q, k) ** 2 / t, -1) @ v, "not minus the squared"),
+    (
+        lambda q, k, v, t: torch.softmax(-(torch.cdist(q, k) ** 2) / t, -1) @ v,
+        "not minus the squared",
+    ),
     (lambda q, k, v, t: 1 / 0, r"case 'one query, temperature 1': .* raised ZeroDivisionError"),
     (lambda q, k, v, t: [1.0], r"should be a torch\.Tensor, got list"),
     (lambda q, k, v, t: lookup_solution(q, k, v, t)[0], r"should have shape \(1, 3\), got \(3,\)"),
