@@ -63,13 +63,8 @@ def scaled_dot_product_attention(
         - ``D_v``: the value size.
         - ``...``: any batch dimensions (they broadcast).
     """
-    check_qkv(query, key, value)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    _check_inputs(query, key, value, mask, dropout_p)
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    batch = broadcast_batch(query=query, key=key, value=value)
-    scores_shape = (*batch, n_queries, n_keys)
-    check_bool_mask(mask, scores_shape)
     if causal:
         future = causal_mask(n_queries, n_keys, device=query.device)
         mask = future if mask is None else mask & future
@@ -84,3 +79,13 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     return weights @ value, weights  # (..., L, Dv), (..., L, S)
+
+
+def _check_inputs(query, key, value, mask, dropout_p) -> None:
+    """Floating-point tensors whose shapes fit, a boolean mask that broadcasts to the
+    scores (..., L, S), and a dropout probability in [0, 1)."""
+    check_qkv(query, key, value)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    batch = broadcast_batch(query=query, key=key, value=value)
+    check_bool_mask(mask, (*batch, query.shape[-2], key.shape[-2]))
