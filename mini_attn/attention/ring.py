@@ -18,7 +18,7 @@ import torch.distributed as dist
 from .._validation import HALF_DTYPES, broadcast_batch, check_qkv, fmt_shape
 from .tiled import finish_online_softmax, online_softmax_update, start_online_softmax
 
-__all__ = ["block_source", "ring_attention"]
+__all__ = ["block_source", "ring_attention", "ring_causal_work"]
 
 
 def block_source(rank: int, step: int, world_size: int) -> int:
@@ -28,6 +28,36 @@ def block_source(rank: int, step: int, world_size: int) -> int:
     ``rank + 1`` and received the block of ``rank - 1``: ``(rank - step) mod world_size``.
     """
     return (rank - step) % world_size
+
+
+def ring_causal_work(positions: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """The causal scores each rank computes at each step of the ring, chunk by chunk.
+
+    Rank ``r`` holds the queries and keys at ``positions[r]`` (global positions), in chunks
+    of ``chunk_size`` consecutive entries. At step ``t`` it holds the keys of rank
+    ``block_source(r, t, W)`` and computes, for every pair of a query chunk and a key
+    chunk, the whole ``chunk_size × chunk_size`` block of scores unless every key of the
+    chunk comes after every query of the other (a causal skip), as
+    :func:`ring_attention` does with one chunk per rank.
+
+    Args:
+        positions (Tensor): ``(W, n)`` integer global positions, rank by rank.
+        chunk_size (int): positions per chunk; it divides ``n``.
+
+    Returns:
+        Tensor: ``(W, W)`` int64, the scores computed at step ``t`` (row) by rank ``r``
+        (column).
+    """
+    world_size, n = positions.shape
+    chunks = positions.reshape(world_size, n // chunk_size, chunk_size)  # (W, c, chunk)
+    first, last = chunks.amin(dim=-1), chunks.amax(dim=-1)  # (W, c) each
+    work = torch.zeros(world_size, world_size, dtype=torch.int64)
+    for step in range(world_size):
+        for rank in range(world_size):
+            source = block_source(rank, step, world_size)
+            needed = first[source][None, :] <= last[rank][:, None]  # (query c, key c)
+            work[step, rank] = int(needed.sum()) * chunk_size * chunk_size
+    return work
 
 
 def ring_attention(

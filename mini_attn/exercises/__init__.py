@@ -14,6 +14,7 @@ from .ch05 import *
 from .ch06 import *
 from .ch08 import *
 from .ch09 import *
+from .ch10 import *
 
 from . import ch01
 from . import ch02
@@ -23,6 +24,7 @@ from . import ch05
 from . import ch06
 from . import ch08
 from . import ch09
+from . import ch10
 
 __all__ = [
     "CheckFailed",
@@ -34,4 +36,5 @@ __all__ = [
     *ch06.__all__,
     *ch08.__all__,
     *ch09.__all__,
+    *ch10.__all__,
 ]

@@ -152,54 +152,55 @@ def count_p2p_bytes() -> Iterator[dict[str, int]]:
         dist.batch_isend_irecv = original
 
 
-def ring_attention_worker(
-    rank: int,
-    world_size: int,
-    shape: tuple[int, int, int, int],
-    *,
-    causal: bool = False,
-    dtype: torch.dtype = torch.float32,
-    repeats: int = 0,
-    seed: int = 0,
-) -> dict:
-    """The appendix's measurement on one rank: parity, bytes, memory and (optionally) time.
+def ring_attention_worker(rank: int, world_size: int, cases: list[dict]) -> list[dict]:
+    """The appendix's measurements on one rank: parity, bytes, memory and (optionally) time.
 
-    Every rank draws the same whole-sequence ``Q, K, V`` of ``shape = (B, H, L, D)`` from
-    ``seed``, keeps its block ``L/W`` of each, and runs :func:`~mini_attn.ring_attention`.
+    For each case, every rank draws the same whole-sequence ``Q, K, V`` of
+    ``case["shape"] = (B, H, L, D)`` from a seed, keeps its block of ``L/W`` positions of
+    each, and runs :func:`~mini_attn.ring_attention` on one CPU thread.
+
+    Args:
+        rank (int): this process's rank.
+        world_size (int): ``W``.
+        cases (list of dict): each with ``shape``, and optionally ``causal`` (False),
+            ``dtype`` (``torch.float32``), ``repeats`` (0: not timed) and ``seed`` (0).
 
     Returns:
-        dict: ``error`` (the largest difference from this rank's block of
-        :func:`~mini_attn.scaled_dot_product_attention` over the whole sequence), ``sent``,
-        ``received`` and ``messages`` (one call), ``peak_bytes`` (the peak extra memory of
-        one call, resident memory on the CPU), ``block_kv_bytes`` (this rank's keys and
-        values) and, with ``repeats > 0``, ``median_s``, the median time of a call (every
-        rank starting together after a barrier).
+        list of dict: per case, ``error`` (the largest difference from this rank's block
+        of :func:`~mini_attn.scaled_dot_product_attention` over the whole sequence),
+        ``sent``, ``received`` and ``messages`` (of one call), ``peak_bytes`` (the peak
+        extra memory of one call: resident memory on the CPU), ``block_kv_bytes`` (this
+        rank's keys and values) and, with ``repeats > 0``, ``median_s``, the median time
+        of a call, every rank starting together after a barrier.
     """
+    return [_measure_ring(rank, world_size, **case) for case in cases]
+
+
+def _measure_ring(rank, world_size, shape, causal=False, dtype=torch.float32, repeats=0, seed=0):
     seed_everything(seed)
     q, k, v = torch.randn(3, *shape, dtype=dtype).unbind(0)  # (B, H, L, D) each
     block = shape[2] // world_size
     mine = slice(rank * block, (rank + 1) * block)
     q_r, k_r, v_r = (x[..., mine, :].contiguous() for x in (q, k, v))
     expected = scaled_dot_product_attention(q, k, v, causal=causal)[0][..., mine, :]
+    del q, k, v  # from here on this rank holds its own block only
+
+    def call():
+        return ring_attention(q_r, k_r, v_r, causal=causal)
+
     with threads(1), torch.no_grad():
         with count_p2p_bytes() as counts:
-            output = ring_attention(q_r, k_r, v_r, causal=causal)
+            output = call()
         result = {
             "error": (output - expected).abs().max().item(),
             **counts,
             "block_kv_bytes": (k_r.numel() + v_r.numel()) * k_r.element_size(),
         }
+        del output, expected
         dist.barrier()
-        result["peak_bytes"] = measure_peak_memory(
-            lambda: ring_attention(q_r, k_r, v_r, causal=causal), device="cpu"
-        )
+        result["peak_bytes"] = measure_peak_memory(call, device="cpu")
         if repeats:
             dist.barrier()
-            timing = time_function(
-                lambda: ring_attention(q_r, k_r, v_r, causal=causal),
-                device="cpu",
-                warmup=1,
-                repeats=repeats,
-            )
+            timing = time_function(call, device="cpu", warmup=1, repeats=repeats)
             result["median_s"] = timing.median
     return result
