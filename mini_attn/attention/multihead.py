@@ -20,8 +20,16 @@ from .._validation import (
 )
 from ..core.masks import causal_mask
 from ..core.sdpa import scaled_dot_product_attention
+from .cache import KVCache
 
-__all__ = ["MultiHeadAttention", "merge_heads", "split_heads"]
+__all__ = [
+    "MultiHeadAttention",
+    "fold_query_groups",
+    "grouped_attention",
+    "merge_heads",
+    "split_heads",
+    "unfold_query_groups",
+]
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -64,6 +72,68 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     check_tensor(x, "x", min_ndim=3)
     x = x.transpose(-3, -2)  # (..., N, H, D)
     return x.flatten(-2)  # (..., N, H·D)
+
+
+def fold_query_groups(x: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
+    r"""Stack the query heads that share a key/value head as one longer block of rows.
+
+    With ``G = H / Hkv`` query heads per key/value head, query head ``h = g·G + j`` uses
+    key/value head ``g``. Folding puts heads ``g·G … g·G + G − 1`` one after the other:
+
+    ``(B, H, L, X) -> (B, Hkv, G·L, X)``, row ``j·L + i`` of block ``g`` being row ``i`` of
+    head ``g·G + j``. One attention call per key/value head then serves its ``G`` query
+    heads, and the keys and values are used as they are, never repeated.
+    :func:`unfold_query_groups` undoes it.
+
+    Args:
+        x (Tensor): shape :math:`(B, H, L, X)` (queries, or any per-query tensor).
+        num_kv_heads (int): ``Hkv``; it divides ``H``.
+
+    Returns:
+        Tensor: shape :math:`(B, H_{kv}, G \cdot L, X)`.
+    """
+    batch, num_heads, n_rows, last = x.shape
+    return x.reshape(batch, num_kv_heads, num_heads // num_kv_heads * n_rows, last)
+
+
+def unfold_query_groups(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Undo :func:`fold_query_groups`: ``(B, Hkv, G·L, X) -> (B, H, L, X)``."""
+    batch, num_kv_heads, n_rows, last = x.shape
+    return x.reshape(batch, num_heads, n_rows * num_kv_heads // num_heads, last)
+
+
+def grouped_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Scaled dot-product attention with ``H`` query heads over ``Hkv`` key/value heads.
+
+    Args:
+        q (Tensor): shape :math:`(B, H, L, D)`.
+        k (Tensor): shape :math:`(B, H_{kv}, S, D)`, ``Hkv`` dividing ``H``.
+        v (Tensor): shape :math:`(B, H_{kv}, S, D_v)`.
+        mask (Tensor, optional): boolean, broadcastable to :math:`(B, H, L, S)`.
+        dropout_p (float): dropout on the weights. Default: 0.
+
+    Returns:
+        (Tensor, Tensor): the context :math:`(B, H, L, D_v)` and the weights
+        :math:`(B, H, L, S)`.
+    """
+    num_heads, num_kv_heads, n_queries = q.shape[1], k.shape[1], q.shape[2]
+    if mask is not None and not (
+        mask.shape[1] == 1 and (mask.shape[2] == 1 or num_heads == num_kv_heads)
+    ):
+        # a mask that differs between heads or queries is folded as the queries are
+        mask = mask.expand(mask.shape[0], num_heads, n_queries, mask.shape[-1])
+        mask = fold_query_groups(mask, num_kv_heads)  # (B|1, Hkv, G·L, S|1)
+    context, weights = scaled_dot_product_attention(
+        fold_query_groups(q, num_kv_heads), k, v, mask=mask, dropout_p=dropout_p
+    )  # (B, Hkv, G·L, Dv), (B, Hkv, G·L, S)
+    return unfold_query_groups(context, num_heads), unfold_query_groups(weights, num_heads)
 
 
 class MultiHeadAttention(nn.Module):
@@ -151,6 +221,7 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""Attend from ``query`` to ``key``/``value`` in every head.
 
@@ -162,36 +233,52 @@ class MultiHeadAttention(nn.Module):
             mask (Tensor, optional): boolean, ``True`` where a query may attend to a key;
                 broadcastable to :math:`(B, L, S)` (the same mask for every head, e.g. the
                 :math:`(B, 1, S)` of :func:`~mini_attn.padding_mask`), or 4-D and
-                broadcastable to :math:`(B, H, L, S)` (one mask per head).
-            causal (bool): query ``i`` attends to keys ``j ≤ i`` only; combined with
-                ``mask`` by AND. Default: False.
+                broadcastable to :math:`(B, H, L, S)` (one mask per head). With a cache,
+                ``S`` is the number of cached positions after this call.
+            causal (bool): query ``i`` attends to keys ``j ≤ i`` only (with a cache:
+                bottom-right aligned, ``j ≤ i + S − L``, the queries being the last ``L``
+                positions); combined with ``mask`` by AND. Default: False.
             need_weights (bool): also return the attention weights of every head.
                 Default: False.
+            cache (KVCache, optional): this call's projected keys and values are appended
+                to it, and the queries attend to every cached position. Default: None.
 
         Returns:
             (Tensor, Tensor or None): ``output`` of shape :math:`(B, L, E)`, and the
             weights of shape :math:`(B, H, L, S)` if ``need_weights`` else ``None``.
+
+        Raises:
+            ValueError: the inputs' shapes disagree, or ``mask`` does not fit the scores
+                (with a cache: its key length is not the cached length).
         """
         key = query if key is None else key
         value = key if value is None else value
-        batch, n_queries, n_keys = self._check_inputs(query, key, value)
-        mask = self._grouped_mask(mask, causal, (batch, n_queries, n_keys), query.device)
-        group = self.num_heads // self.num_kv_heads  # G query heads per key/value head
+        self._check_inputs(query, key, value)
+        start = 0 if cache is None else cache.n_seen  # the position of query 0
+        q, k, v = self.project(query, key, value, start)  # (B, H, L, D), (B, Hkv, S, D) x2
+        if cache is not None:
+            k, v = cache.update(k, v)  # every position so far: (B, Hkv, S, D)
+        offset = 0 if cache is None else k.shape[-2] - q.shape[-2]  # bottom-right with a cache
+        scores_shape = (query.shape[0], q.shape[-2], k.shape[-2])  # (B, L, S)
+        mask = self._combine_masks(mask, causal, scores_shape, offset, cache is not None)
+        context, weights = grouped_attention(
+            q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, D), (B, H, L, S)
+        output = self.out_proj(merge_heads(context))  # (B, L, H·D) -> (B, L, E)
+        return output, (weights if need_weights else None)
+
+    def project(self, query, key, value, start: int = 0):
+        """The queries, keys and values of every head (``start``: the position of row 0)."""
         q = split_heads(self.q_proj(query), self.num_heads)  # (B, H, L, D)
         k = split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, S, D)
         v = split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, S, D)
-        # stack the G query heads that share a key/value head (head h = g·G + j uses k/v
-        # head g) as G·L rows of queries: each k/v head is used as it is, never repeated
-        q = q.reshape(batch, self.num_kv_heads, group * n_queries, -1)  # (B, Hkv, G·L, D)
-        context, weights = scaled_dot_product_attention(
-            q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, Hkv, G·L, D), (B, Hkv, G·L, S)
-        context = context.reshape(batch, self.num_heads, n_queries, -1)  # (B, H, L, D)
-        output = self.out_proj(merge_heads(context))  # (B, L, H·D) -> (B, L, E)
-        weights = weights.reshape(batch, self.num_heads, n_queries, n_keys)  # (B, H, L, S)
-        return output, (weights if need_weights else None)
+        return q, k, v
 
-    def _check_inputs(self, query, key, value) -> tuple[int, int, int]:
+    def structure_mask(self, n_queries: int, n_keys: int, offset: int, device) -> torch.Tensor:
+        """The mask ``causal=True`` stands for: here :func:`~mini_attn.causal_mask`."""
+        return causal_mask(n_queries, n_keys, offset=offset, device=device)
+
+    def _check_inputs(self, query, key, value) -> None:
         for name, x in (("query", query), ("key", key), ("value", value)):
             check_floating(check_tensor(x, name, ndim=3), name)
             if x.shape[-1] != self.embed_dim:
@@ -209,34 +296,26 @@ class MultiHeadAttention(nn.Module):
                 f"key {fmt_shape(key.shape)} and value {fmt_shape(value.shape)} must have the "
                 "same length S (one value per key)"
             )
-        return query.shape[0], query.shape[1], key.shape[1]
 
-    def _grouped_mask(self, mask, causal, scores_shape, device) -> torch.Tensor | None:
-        """``mask`` AND the causal mask, laid out as the folded scores (B, Hkv, G·L, S).
-
-        The result has shape (B|1, Hkv|1, G·L|1, S|1). A mask that is the same for every
-        head and every query (such as padding) stays (B|1, 1, 1, S); otherwise the query
-        axis is tiled G times: a boolean copy, at most the size of the scores.
-        """
+    def _combine_masks(self, mask, causal, scores_shape, offset, cached: bool):
+        """``mask`` AND the causal mask, as one (B|1, H|1, L|1, S|1) boolean mask, or None."""
         batch, n_queries, n_keys = scores_shape
-        group = self.num_heads // self.num_kv_heads
-        if mask is not None and isinstance(mask, torch.Tensor) and mask.dim() == 4:
-            check_bool_mask(mask, (batch, self.num_heads, n_queries, n_keys), target="weights")
-            # one mask per head: (B|1, H|1, L|1, S|1) -> (B|1, Hkv|1, G|1, L|1, S|1)
-            mask = mask.unsqueeze(1) if mask.shape[1] == 1 else mask.unflatten(1, (-1, group))
-        elif mask is not None:
-            check_bool_mask(mask, scores_shape, target="scores (B, L, S)")
-            mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))  # (B|1, L|1, S|1)
-            mask = mask[:, None, None]  # (B|1, 1, 1, L|1, S|1): the same for every head
+        if mask is not None:
+            if cached and isinstance(mask, torch.Tensor) and mask.shape[-1] not in (1, n_keys):
+                raise ValueError(
+                    f"mask of shape {fmt_shape(mask.shape)} has {mask.shape[-1]} keys, but with "
+                    f"the cache the queries attend to the S={n_keys} cached positions"
+                )
+            if isinstance(mask, torch.Tensor) and mask.dim() == 4:  # one mask per head
+                shape = (batch, self.num_heads, n_queries, n_keys)
+                check_bool_mask(mask, shape, target="weights")
+            else:  # the same mask for every head: (B|1, L|1, S|1) -> (B|1, 1, L|1, S|1)
+                check_bool_mask(mask, scores_shape, target="scores (B, L, S)")
+                mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))[:, None]
         if causal:
-            future = causal_mask(n_queries, n_keys, device=device)  # (L, S)
-            mask = future.view(1, 1, 1, n_queries, n_keys) if mask is None else mask & future
-        if mask is None:
-            return None
-        if mask.shape[2] == 1 and (group == 1 or mask.shape[3] == 1):
-            return mask.squeeze(2)  # (B|1, Hkv|1, L|1, S|1): broadcasts over G·L as it is
-        mask = mask.expand(*mask.shape[:2], group, n_queries, mask.shape[-1])
-        return mask.flatten(2, 3)  # (B|1, Hkv|1, G·L, S|1)
+            structure = self.structure_mask(n_queries, n_keys, offset, self.q_proj.weight.device)
+            mask = structure[None, None] if mask is None else mask & structure  # (L, S)
+        return mask
 
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
