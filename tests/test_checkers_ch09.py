@@ -67,6 +67,34 @@ def count_unmasked_only(n_queries, n_keys, *, block_m, block_n, causal):
     return total
 
 
+def count_not_clipped_at_keys(n_queries, n_keys, *, block_m, block_n, causal):
+    total = 0
+    for start_m in range(0, n_queries, block_m):
+        stop = min(start_m + block_m, n_queries) if causal else n_keys  # no min(..., n_keys)
+        total += -(-stop // block_n)
+    return total
+
+
+def count_causal_half(n_queries, n_keys, *, block_m, block_n, causal):
+    every = -(-n_queries // block_m) * -(-n_keys // block_n)
+    return every // 2 if causal else every
+
+
+def count_by_tiles(n_queries, n_keys, *, block_m, block_n, causal):
+    """A different correct count: visit every tile and test its top-left pair."""
+    return sum(
+        1
+        for m in range(0, n_queries, block_m)
+        for n in range(0, n_keys, block_n)
+        if not causal or n <= min(m + block_m, n_queries) - 1
+    )
+
+
+def test_a_different_correct_count_passes(capsys):
+    check_count_key_blocks(count_by_tiles)
+    assert "✓ count_key_blocks" in capsys.readouterr().out
+
+
 def test_count_reference_passes(capsys):
     check_count_key_blocks(count_key_blocks)
     assert "✓ count_key_blocks" in capsys.readouterr().out
@@ -80,8 +108,18 @@ def test_count_reference_passes(capsys):
         (count_padding_queries_too, "padding queries of the last block"),
         (count_unmasked_only, "masked blocks (on the diagonal, and the ragged last block)"),
         (lambda *a, **k: 10.0, "should be an int, got float"),
+        (count_not_clipped_at_keys, "clip it at n_keys"),
+        (count_causal_half, "is not half of all the blocks"),
     ],
-    ids=["no-causal-skip", "round-down", "padding-queries", "unmasked-only", "float"],
+    ids=[
+        "no-causal-skip",
+        "round-down",
+        "padding-queries",
+        "unmasked-only",
+        "float",
+        "not-clipped-at-S",
+        "half",
+    ],
 )
 def test_count_wrong_answers_fail_helpfully(wrong, message):
     with pytest.raises(CheckFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -159,6 +197,8 @@ if triton is not None:
             allowed = allowed & (
                 cols[None, :] <= rows[:, None] + n_keys - n_queries
             )  # bottom-right
+        elif MASK == 4:
+            allowed = cols[None, :] <= rows[:, None]  # the padding keys' mask dropped
         scores = tl.where(allowed, scores, float("-inf"))
         weights = tl.exp(scores - tl.max(scores, axis=1)[:, None])
         weights = weights / tl.sum(weights, axis=1)[:, None]
@@ -193,6 +233,43 @@ if triton is not None:
     ):  # fmt: skip
         attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 3)
 
+    @triton.jit
+    def causal_padding_keys_seen(
+        Q, K, V, Out, n_queries, n_keys, scale,
+        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 4)
+
+    @triton.jit
+    def softmax_stride_block(X, Out, n_cols, BLOCK: tl.constexpr):
+        """The rows BLOCK apart instead of n_cols: writes past the end of Out."""
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        x = tl.load(X + row * BLOCK + cols, mask=cols < n_cols, other=-float("inf"))
+        e = tl.exp(x.to(tl.float32) - tl.max(x.to(tl.float32), axis=0))
+        out = e / tl.sum(e, axis=0)
+        tl.store(Out + row * BLOCK + cols, out.to(Out.dtype.element_ty), mask=cols < n_cols)
+
+    @triton.jit
+    def softmax_no_store_mask(X, Out, n_cols, BLOCK: tl.constexpr):
+        """The store writes the padding lanes too: past the end of the last row."""
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        x = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=-float("inf"))
+        e = tl.exp(x.to(tl.float32) - tl.max(x.to(tl.float32), axis=0))
+        tl.store(Out + row * n_cols + cols, (e / tl.sum(e, axis=0)).to(Out.dtype.element_ty))
+
+    @triton.jit
+    def softmax_base_two(X, Out, n_cols, BLOCK: tl.constexpr):
+        """A different correct kernel: exp2 of the scaled scores, as the chapter's kernel."""
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        x = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=-float("inf"))
+        x = (x.to(tl.float32) - tl.max(x.to(tl.float32), axis=0)) * 1.4426950408889634
+        e = tl.exp2(x)
+        tl.store(Out + row * n_cols + cols, (e / tl.sum(e, axis=0)).to(Out.dtype.element_ty),
+                 mask=cols < n_cols)  # fmt: skip
+
 
 @needs_triton
 def test_softmax_reference_passes(capsys):
@@ -209,11 +286,46 @@ def test_softmax_reference_passes(capsys):
         ("softmax_no_max", "subtract the row's maximum"),
         ("softmax_row_zero_only", "move the pointers by row · n_cols"),
         ("softmax_stub", "not implemented yet"),
+        (
+            "softmax_stride_block",
+            r"5 rows of 13.*wrote Out outside the \(5, 13\) tensor, at element 65, 1 past the "
+            r"end.*rows start 16 elements apart: .* r · 13, not r · BLOCK",
+        ),
+        ("softmax_no_store_mask", r"5 rows of 13.*wrote Out outside the \(5, 13\) tensor"),
     ],
 )
 def test_softmax_wrong_answers_fail_helpfully(wrong, message):
     with pytest.raises(CheckFailed, match=message):
         check_softmax_kernel(globals()[wrong])
+
+
+@needs_triton
+def test_a_different_correct_softmax_kernel_passes(capsys):
+    check_softmax_kernel(softmax_base_two)
+    assert "✓ softmax_kernel" in capsys.readouterr().out
+
+
+@needs_triton
+def test_a_stray_write_leaves_the_process_alive_and_the_guard_names_it():
+    """The review's crash (heap corruption, 2 of 2 runs): in a subprocess, three times."""
+    import subprocess
+    import sys
+
+    program = (
+        "import os; os.environ['TRITON_INTERPRET'] = '1'\n"
+        "import tests.test_checkers_ch09 as t\n"
+        "from mini_attn.exercises import CheckFailed, check_softmax_kernel\n"
+        "for _ in range(3):\n"
+        "    try:\n"
+        "        check_softmax_kernel(t.softmax_stride_block)\n"
+        "    except CheckFailed as failure:\n"
+        "        assert 'outside the' in str(failure)\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-2000:]
 
 
 @needs_triton
@@ -250,6 +362,7 @@ def test_causal_reference_passes(capsys):
         ("causal_inverted", "your mask is inverted"),
         ("causal_without_diagonal", "NaN: a query row whose every score is -inf"),
         ("causal_bottom_right", "aligned bottom-right"),
+        ("causal_padding_keys_seen", "padding keys"),
     ],
 )
 def test_causal_wrong_answers_fail_helpfully(wrong, message):

@@ -19,21 +19,37 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from scripts.run_chapter import execute_notebook
+from book_tools.run_chapter import execute_notebook
+from mini_attn import bench
+from mini_attn.bench import PRESETS
 
-pytest.importorskip("triton", reason="the record includes the Triton kernel")
+triton = pytest.importorskip("triton", reason="the record includes the Triton kernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_NAME = "Synthetic GPU (test record)"
-LENGTHS = {64: 2048, 128: 4096}  # relabelled: the chapters pick out L = 4096
+FULL = PRESETS["full"]  # the real GPU sweep: the synthetic record has its size
+METHODS = (*FULL.methods, "triton")
+MEASURED = ("naive", "tiled", "sdpa-math", "sdpa-flash", "triton")  # run for real, tiny
+
+
+def _template(raw: dict, method: str, dtype: str, head_dim: int, seq_len: int) -> dict:
+    """The measured entry a synthetic one is copied from, and its length."""
+    source = method if method in MEASURED else "naive" if "naive" in method else "sdpa-flash"
+    dtype = "bfloat16" if dtype == "float16" else dtype
+    tiny_len = 64 if seq_len < 4096 else 128
+    for entry in raw["results"]:
+        key = (entry["method"], entry["dtype"], entry["head_dim"], entry["seq_len"])
+        if key == (source, dtype, head_dim, tiny_len):
+            return entry
+    raise AssertionError(f"no measured entry for {source, dtype, head_dim, tiny_len}")
 
 
 def _synthetic_gpu_record(folder: Path) -> Path:
     raw = folder / "cpu.json"
     command = [sys.executable, "-m", "mini_attn.bench", "--device", "cpu", "--no-progress"]
-    command += ["--seq-lens", *map(str, LENGTHS), "--head-dims", "64", "128"]
+    command += ["--seq-lens", "64", "128", "--head-dims", "64", "128"]
     command += ["--dtypes", "float32", "bfloat16", "--warmup", "0", "--repeats", "2"]
-    command += ["--methods", "naive", "tiled", "sdpa-math", "sdpa-flash", "triton"]
+    command += ["--methods", *MEASURED]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     subprocess.run([*command, "--out", str(raw)], env=env, check=True, timeout=900)
     record = json.loads(raw.read_text())
@@ -47,18 +63,32 @@ def _synthetic_gpu_record(folder: Path) -> Path:
         "cuda": "13.0",
         "cudnn": None,
     }
-    record["settings"]["seq_lens"] = [LENGTHS[n] for n in record["settings"]["seq_lens"]]
-    record["settings"]["methods"].append("naive-compiled")
-    compiled = []
-    for entry in record["results"]:
-        entry["seq_len"] = LENGTHS[entry["seq_len"]]
-        if entry["method"] == "naive":
-            compiled.append({**entry, "method": "naive-compiled"})
-    record["results"] += compiled
-    record["sync_demo"]["seq_len"] = LENGTHS.get(record["sync_demo"]["seq_len"], 4096)
+    record["settings"].update(
+        preset="full", seq_lens=list(FULL.seq_lens), head_dims=list(FULL.head_dims),
+        dtypes=list(FULL.dtypes), methods=list(METHODS), batch=FULL.batch, heads=FULL.heads,
+    )  # fmt: skip
+    results = []
+    for dtype, head_dim, method, seq_len in FULL.replace(methods=METHODS).configurations():
+        entry = dict(_template(record, method, dtype, head_dim, seq_len))
+        factor = (seq_len / entry["seq_len"]) ** 2 * FULL.heads / entry["heads"]
+        times = [t * factor for t in entry["times_ms"]]
+        entry.update(method=method, dtype=dtype, seq_len=seq_len, batch=FULL.batch,
+                     heads=FULL.heads, times_ms=times, median_ms=entry["median_ms"] * factor,
+                     min_ms=min(times))  # fmt: skip
+        results.append(entry)
+    record["results"] = results
+    record["sync_demo"]["seq_len"] = 4096
     path = folder / "bench-synthetic-gpu-full.json"
     path.write_text(json.dumps(record, indent=1))
     return path
+
+
+def test_the_synthetic_record_has_the_real_sweeps_size(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("size")
+    record = bench.load_bench(_synthetic_gpu_record(folder))
+    expected = len(FULL.replace(methods=METHODS).configurations())
+    assert len(record["results"]) == expected == 6 * 2 * 3 * 8
+    assert record["versions"]["triton"]  # the record names the compiler
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +127,4 @@ def test_chapter_8_shows_a_gpu_record(book_with_a_gpu_record):
     for head_dim in (64, 128):
         assert f"D = {head_dim}, L = 4096: Triton reaches" in text
     assert "No GPU record with the Triton kernel" not in text
+    assert f"Triton {triton.__version__}; command" in text  # the record's compiler

@@ -41,6 +41,29 @@ def _count_tiles(n_queries, n_keys, block_m, block_n, causal, *, unmasked_only=F
     return int(reduce(reduce(tiles, dim=3), dim=1).sum())
 
 
+def _causal_hints(n_queries: int, n_keys: int, block_m: int, block_n: int) -> list:
+    """(count, hint) of two causal mistakes: a stop not clipped at S, and "half"."""
+    n_query_blocks = math.ceil(n_queries / block_m)
+    unclipped = sum(
+        math.ceil(min((b + 1) * block_m, n_queries) / block_n) for b in range(n_query_blocks)
+    )
+    every = n_query_blocks * math.ceil(n_keys / block_n)
+    half = (
+        "the causal count is not half of all the blocks: the diagonal blocks are loaded "
+        "whole, and the triangle's shape depends on block_m, block_n, L and S. Count, for "
+        "each query block, the key blocks up to its last query."
+    )
+    return [
+        (
+            unclipped,
+            "a program's causal stop is its last query + 1, but never more than S: with "
+            "more queries than keys, clip it at n_keys (min(..., n_keys)).",
+        ),
+        (every // 2, half),
+        (math.ceil(every / 2), half),
+    ]
+
+
 def check_count_key_blocks(fn) -> None:
     """Exercise 9.2: ``fn(n_queries, n_keys, *, block_m, block_n, causal) -> int``.
 
@@ -85,17 +108,19 @@ def check_count_key_blocks(fn) -> None:
                     "block's last query is L - 1, so it loads keys up to L - 1 only.",
                 ),
             ]
+        if n_queries % block_m or n_keys % block_n:  # before the unmasked-only count, which
+            hints.append((  # can coincide with the rounded-down one
+                (n_queries // block_m) * (n_keys // block_n),
+                "a ragged last block (fewer than block_m queries or block_n keys) still costs "
+                "a whole program or a whole load: round up, as triton.cdiv does.",
+            ))  # fmt: skip
+        if causal:
+            hints += _causal_hints(n_queries, n_keys, block_m, block_n)
         hints.append((
             _count_tiles(n_queries, n_keys, block_m, block_n, causal, unmasked_only=True),
             "you counted only the blocks without a mask; the masked blocks (on the diagonal, "
             "and the ragged last block) are loaded too.",
         ))  # fmt: skip
-        if n_queries % block_m or n_keys % block_n:
-            hints.append((
-                (n_queries // block_m) * (n_keys // block_n),
-                "a ragged last block (fewer than block_m queries or block_n keys) still costs "
-                "a whole program or a whole load: round up, as triton.cdiv does.",
-            ))  # fmt: skip
         hints.append(
             (math.ceil(n_keys / block_n), "count the key blocks of every program, not of one.")
         )
@@ -130,6 +155,8 @@ def _run_kernel(case: str, launch, *args):
     """``launch(*args)``; a stub or a crash of the learner's kernel becomes a plain message."""
     try:
         return launch(*args)
+    except CheckFailed as failure:
+        raise CheckFailed(f"case '{case}': {failure}") from None
     except Exception as error:
         chain, cause = [], error
         while cause is not None and len(chain) < 10:
@@ -147,15 +174,77 @@ def _run_kernel(case: str, launch, *args):
         ) from error
 
 
+_CANARY = -12345.0  # fills the guard zones: a value a softmax never writes
+
+
+def _guarded(n_elements: int, guard: int, like: torch.Tensor) -> torch.Tensor:
+    """A flat buffer of ``guard + n_elements + guard`` elements, all the canary value."""
+    return torch.full((2 * guard + n_elements,), _CANARY, dtype=like.dtype, device=like.device)
+
+
+def _check_guards(buffer: torch.Tensor, guard: int, shape: tuple[int, int]) -> None:
+    """Raise :class:`CheckFailed` naming the index and the row stride of a stray write."""
+    n_rows, n_cols = shape
+    n_elements = n_rows * n_cols
+    written = (buffer != torch.tensor(_CANARY, dtype=buffer.dtype)).nonzero().flatten()
+    written = (written - guard).tolist()
+    outside = [i for i in written if not 0 <= i < n_elements]
+    if not outside:
+        return
+    starts = [i for i in written if i - 1 not in set(written)]  # where each run begins
+    stride = starts[1] - starts[0] if len(starts) > 1 else None
+    where = (
+        f"element {outside[0]}, {outside[0] - n_elements + 1} past the end"
+        if outside[0] >= n_elements
+        else f"element {outside[0]}, before the start"
+    )
+    raise CheckFailed(
+        f"your kernel wrote Out outside the ({n_rows}, {n_cols}) tensor, at {where} "
+        f"(it has {n_elements} elements; a guard zone around it caught the write, which "
+        "would otherwise corrupt memory and could crash the kernel)"
+        + (
+            f". Its rows start {stride} elements apart: row r of a contiguous "
+            f"(n_rows, n_cols) tensor starts at r · n_cols = r · {n_cols}, not r · BLOCK."
+            if stride is not None and stride != n_cols
+            else "."
+        )
+    )
+
+
 def launch_rowwise(kernel, x: torch.Tensor) -> torch.Tensor:
-    """Launch a softmax kernel like exercise 9.1's: one program per row of a 2-D tensor."""
+    """Launch a softmax kernel like exercise 9.1's: one program per row of a 2-D tensor.
+
+    The input and the output sit inside larger buffers whose guard zones, before and after,
+    hold a canary value: a kernel that writes outside ``Out`` (a wrong row stride, say)
+    writes into a guard zone instead of the process's memory, and is reported.
+
+    Args:
+        kernel (triton.JITFunction): ``kernel(X, Out, n_cols, BLOCK: tl.constexpr)``.
+        x (Tensor): shape :math:`(R, C)`, on the CPU (interpreter) or a GPU.
+
+    Returns:
+        Tensor: ``Out``, shape :math:`(R, C)`, the dtype of ``x``.
+
+    Raises:
+        CheckFailed: if the kernel wrote outside ``Out``; the message names the first
+            such element and the row stride the writes followed.
+
+    Shape legend:
+        - ``R``: rows (one program each), ``C``: columns (``n_cols``).
+    """
     import triton
 
     x = x.contiguous()
-    out = torch.empty_like(x)
     n_rows, n_cols = x.shape
-    kernel[(n_rows,)](x, out, n_cols, BLOCK=triton.next_power_of_2(n_cols))
-    return out
+    block = triton.next_power_of_2(n_cols)
+    guard = 4 * n_rows * block + 1024  # past any row stride up to 4 · BLOCK
+    source, target = _guarded(x.numel(), guard, x), _guarded(x.numel(), guard, x)
+    source[guard : guard + x.numel()] = x.flatten()
+    x_in = source[guard : guard + x.numel()].view(n_rows, n_cols)
+    out = target[guard : guard + x.numel()].view(n_rows, n_cols)
+    kernel[(n_rows,)](x_in, out, n_cols, BLOCK=block)
+    _check_guards(target, guard, (n_rows, n_cols))
+    return out.clone()
 
 
 def check_softmax_kernel(kernel) -> None:
@@ -195,6 +284,15 @@ def check_softmax_kernel(kernel) -> None:
 
         expect_close(case, got, expected, what="the softmax", atol=tol, rtol=tol, hint=hint)
     passed("softmax_kernel", len(cases))
+
+
+def _with_padding_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention that also sees the zero padding keys up to the kernel's BLOCK_S."""
+    block_s = max(16, 1 << (k.shape[1] - 1).bit_length())
+    k_pad, v_pad = (F.pad(x, (0, 0, 0, block_s - k.shape[1])) for x in (k, v))
+    rows = torch.arange(q.shape[1])[:, None]
+    mask = torch.arange(block_s)[None, :] <= rows
+    return scaled_dot_product_attention(q, k_pad, v_pad, mask=mask)[0]
 
 
 def check_causal_single_block_kernel(kernel) -> None:
@@ -261,6 +359,11 @@ def check_causal_single_block_kernel(kernel) -> None:
             for mask, text in guesses:
                 if torch.allclose(got, attention(mask), atol=tol, rtol=tol):
                     return text
+            if torch.allclose(got, _with_padding_keys(q32, k32, v32), atol=tol, rtol=tol):
+                return (
+                    "the padding keys (j ≥ n_keys, loaded as zeros) get weights: a query i ≥ "
+                    "S sees them through j ≤ i alone. Keep the mask j < n_keys as well."
+                )
             return None
 
         expect_close(case, got, expected, what="the output", atol=tol, rtol=tol, hint=hint)
