@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 MATHJAX_VERSION := 3.2.2
 MATHJAX := _assets/mathjax/tex-chtml.js
+# BokehJS, the interactive figures' JavaScript, from the pinned bokeh wheel (see below)
+BOKEH_VERSION := $(shell sed -n 's/^bokeh==\([^ ;\#]*\).*/\1/p' requirements.txt)
+BOKEHJS := _assets/bokeh/bokeh-$(BOKEH_VERSION).min.js
 CHAPTERS := $(wildcard book/[0-9]*.md)
 
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -32,13 +35,20 @@ $(MATHJAX):
 	npm install --silent --no-audit --no-fund --no-save --prefix .cache/npm mathjax@$(MATHJAX_VERSION)
 	rm -rf _assets/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _assets/mathjax
 
-book: $(STAMP) $(MATHJAX)  ## install what is needed and build the HTML book, every notebook executed
+# BokehJS is served with the book too, once for every page that has an interactive figure
+# (book_tools/bokeh_figures.py): copied from the installed bokeh wheel, the version that wrote
+# the figures, into _assets/bokeh/.
+$(BOKEHJS): $(STAMP)
+	rm -rf _assets/bokeh
+	$(BIN)/python -m book_tools.bokeh_figures _assets
+
+book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## install what is needed and build the HTML book, every notebook executed
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo
 	@echo "The book is built: open file://$(abspath _build/html/index.html)"
 	@echo "or serve it with: make serve   (then http://127.0.0.1:8000)"
 
-student-book: $(STAMP) $(MATHJAX)  ## the book without solutions, for students, in _build/students/ (after make book)
+student-book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## the book without solutions, for students, in _build/students/ (after make book)
 	@mkdir -p _build
 	$(BIN)/python scripts/student_config.py > _build/students-config.yml
 	$(BIN)/jupyter-book build . --config _build/students-config.yml --path-output _build/students --all -W -n --keep-going

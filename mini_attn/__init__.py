@@ -79,6 +79,10 @@ from .kernels.autograd import triton_attention
 from .tools.device import default_device, seed_everything, threads
 from .tools.plotting import plot_attention
 
+# interactive figures, offline (Bokeh): chapters 1, 2, 3 and 6
+from .tools.explorer import attention_explorer
+from .tools.sliders import slider_figure
+
 # chapter 8: profiling attention
 from .tools.flops import attention_bytes, attention_flops, count_flops
 from .tools.memory import measure_peak_memory
@@ -141,6 +145,9 @@ __all__ = [
     "plot_attention",
     "seed_everything",
     "threads",
+    # tools: interactive figures
+    "attention_explorer",
+    "slider_figure",
     # tools: chapter 8
     "Timing",
     "attainable_flops",

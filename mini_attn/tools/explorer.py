@@ -1,0 +1,426 @@
+"""The attention explorer: choose a layer and a head, hover a query token, read the weights.
+
+Everything is computed before the page is shown: the weights of every layer and head are
+embedded once (float32, exactly) and the interaction is JavaScript in the figure, so it works
+with no kernel and no network (see :mod:`mini_attn.tools.interactive`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .._validation import fmt_shape
+from .interactive import InteractiveFigure
+
+__all__ = ["AttentionExplorer", "attention_explorer"]
+
+_CELL = 24  # pixels per token in the heat maps
+
+# The JavaScript of the figure: one function that redraws every panel from the embedded weights.
+_REDRAW = """
+const e = example.value == null ? 0 : meta.titles.indexOf(example.value);
+const ex = Math.max(e, 0);
+const layer = layer_slider.value - 1, head = head_slider.value - 1;
+const L = meta.L[ex], S = meta.S[ex], H = meta.heads, N = meta.layers;
+const q = Math.min(state.data.query[0], L - 1);
+const w = store.data.w;
+const base = meta.offsets[ex];
+const at = (l, h, i, j) => w[base + ((l * H + h) * L + i) * S + j];
+const qt = meta.queries[ex], kt = meta.keys[ex];
+if (state.data.example[0] !== ex) {   // a new example: new tokens, new axes
+  qlabels.data = {t: qt}; klabels.data = {t: kt};
+  for (const r of [heat.x_range, bars.x_range, (heads ? heads.x_range : heat.x_range)]) {
+    r.start = -0.5; r.end = S - 0.5;
+  }
+  heat.y_range.start = L - 0.5; heat.y_range.end = -0.5;
+  for (const t of tickers_x) t.ticks = [...Array(S).keys()];
+  ticker_y.ticks = [...Array(L).keys()];
+}
+const x = [], y = [], v = [], qs = [], ks = [];
+for (let i = 0; i < L; i++) for (let j = 0; j < S; j++) {
+  x.push(j); y.push(i); v.push(at(layer, head, i, j)); qs.push(qt[i]); ks.push(kt[j]);
+}
+cells.data = {x: x, y: y, w: v, q: qs, k: ks};
+const bx = [], bw = [], bk = [];
+for (let j = 0; j < S; j++) { bx.push(j); bw.push(at(layer, head, q, j)); bk.push(kt[j]); }
+row.data = {x: bx, w: bw, k: bk};
+outline.data = {x: [(S - 1) / 2], y: [q], width: [S], h: [head]};
+if (heads) {
+  const hx = [], hy = [], hw = [], hk = [], hh = [];
+  for (let h = 0; h < H; h++) for (let j = 0; j < S; j++) {
+    hx.push(j); hy.push(h); hw.push(at(layer, h, q, j)); hk.push(kt[j]); hh.push(h + 1);
+  }
+  per_head.data = {x: hx, y: hy, w: hw, k: hk, h: hh};
+  head_box.data = {x: [(S - 1) / 2], y: [head], width: [S]};
+  heads.title.text = `query "${qt[q]}": every head of layer ${layer + 1}`;
+}
+const where = [N > 1 ? `layer ${layer + 1}` : "", H > 1 ? `head ${head + 1}` : ""]
+  .filter(s => s).join(", ");
+heat.title.text = (meta.titles.length > 1 ? meta.titles[ex] + ": " : "") + where;
+bars.title.text = `query "${qt[q]}"` + (where ? ` (${where})` : "") + ": its weights";
+state.data = {example: [ex], query: [q]};
+"""
+
+_HOVER = """
+const hit = cb_data.index.indices;
+if (hit.length === 0) return;
+const i = cells.data.y[hit[0]];
+if (i === state.data.query[0]) return;
+state.data = {example: state.data.example, query: [i]};
+redraw.execute(cb_obj);
+"""
+
+
+def _as_array(weights, index: int | None) -> np.ndarray:
+    name = "weights" if index is None else f"weights[{index}]"
+    if isinstance(weights, torch.Tensor):
+        weights = weights.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(weights, dtype=np.float32)
+    if array.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (layers, heads, L, S), got {fmt_shape(array.shape)}; "
+            "for one matrix use weights[None, None]"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} has NaN or infinite entries")
+    return array
+
+
+def _check_inputs(weights, tokens, key_tokens, titles):
+    """Normalise to lists of examples (weights, query tokens, key tokens, titles) and check."""
+    if isinstance(weights, (torch.Tensor, np.ndarray)):
+        weights, tokens = [weights], [tokens]
+        key_tokens = None if key_tokens is None else [key_tokens]
+        arrays = [_as_array(weights[0], None)]
+    else:
+        arrays = [_as_array(w, n) for n, w in enumerate(weights)]
+    if len(arrays) == 0:
+        raise ValueError("weights is empty: give at least one (layers, heads, L, S) tensor")
+    key_tokens = tokens if key_tokens is None else key_tokens
+    titles = [f"example {n + 1}" for n in range(len(arrays))] if titles is None else titles
+    for name, given in (("tokens", tokens), ("key_tokens", key_tokens), ("titles", titles)):
+        if len(given) != len(arrays):
+            raise ValueError(f"{name} has {len(given)} entries for {len(arrays)} examples")
+    if len(set(titles)) != len(titles):
+        raise ValueError(f"titles must be distinct, got {list(titles)}")
+    first = arrays[0].shape[:2]
+    for n, (array, queries, keys) in enumerate(zip(arrays, tokens, key_tokens, strict=True)):
+        layers, heads, n_queries, n_keys = array.shape
+        if (layers, heads) != first:
+            raise ValueError(
+                f"every example needs the same layers and heads: weights[0] has {first}, "
+                f"weights[{n}] has {(layers, heads)}"
+            )
+        if len(queries) != n_queries or len(keys) != n_keys:
+            raise ValueError(
+                f"example {n}: weights {fmt_shape(array.shape)} needs {n_queries} query tokens "
+                f"and {n_keys} key tokens, got {len(queries)} and {len(keys)}"
+            )
+    return (
+        arrays,
+        [[str(t) for t in q] for q in tokens],
+        [[str(t) for t in k] for k in key_tokens],
+        [str(t) for t in titles],
+    )
+
+
+class AttentionExplorer(InteractiveFigure):
+    """An interactive view of attention weights; see :func:`attention_explorer`.
+
+    Attributes:
+        weights (list of ndarray): one float32 array ``(layers, heads, L, S)`` per example.
+        queries (list of list of str): the query tokens of each example.
+        keys (list of list of str): the key tokens of each example.
+        titles (list of str): the name of each example.
+    """
+
+    kind = "attention explorer"
+
+    def __init__(self, weights, queries, keys, titles, *, query_label, key_label, vmax):
+        self.weights, self.queries, self.keys, self.titles = weights, queries, keys, titles
+        self.query_label, self.key_label = query_label, key_label
+        self.vmax = float(max(w.max() for w in weights)) if vmax is None else float(vmax)
+
+    @property
+    def embedded_weights(self) -> np.ndarray:
+        """All examples' weights, flattened in the order the figure embeds them."""
+        return np.concatenate([w.ravel() for w in self.weights])
+
+    def _view(self, example: int, layer: int, head: int, query: int) -> dict:
+        """The data of every panel for one choice (what the JavaScript computes on a change)."""
+        w = self.weights[example]
+        qt, kt = self.queries[example], self.keys[example]
+        n_queries, n_keys = len(qt), len(kt)
+        i, j = np.divmod(np.arange(n_queries * n_keys), n_keys)
+        h, jh = np.divmod(np.arange(w.shape[1] * n_keys), n_keys)
+        return {
+            "cells": {
+                "x": j.tolist(), "y": i.tolist(), "w": w[layer, head].ravel().tolist(),
+                "q": [qt[a] for a in i], "k": [kt[b] for b in j],
+            },
+            "row": {"x": list(range(n_keys)), "w": w[layer, head, query].tolist(), "k": kt},
+            "outline": {"x": [(n_keys - 1) / 2], "y": [query], "width": [n_keys], "h": [head]},
+            "per_head": {
+                "x": jh.tolist(), "y": h.tolist(), "w": w[layer, :, query].ravel().tolist(),
+                "k": [kt[b] for b in jh], "h": (h + 1).tolist(),
+            },
+            "head_box": {"x": [(n_keys - 1) / 2], "y": [head], "width": [n_keys]},
+        }  # fmt: skip
+
+    def _titles(self, example: int, layer: int, head: int, query: int) -> dict[str, str]:
+        """The panels' titles for one choice (the JavaScript writes the same)."""
+        layers, n_heads = self.weights[example].shape[:2]
+        where = ", ".join(
+            [f"layer {layer + 1}"] * (layers > 1) + [f"head {head + 1}"] * (n_heads > 1)
+        )
+        token = self.queries[example][query]
+        return {
+            "heat": (f"{self.titles[example]}: " if len(self.titles) > 1 else "") + where,
+            "bars": f'query "{token}"' + (f" ({where})" if where else "") + ": its weights",
+            "heads": f'query "{token}": every head of layer {layer + 1}',
+        }
+
+    def _build(self):
+        from bokeh.layouts import column, row
+        from bokeh.models import (
+            ColorBar,
+            ColumnDataSource,
+            CustomJS,
+            CustomJSTickFormatter,
+            Div,
+            FixedTicker,
+            HoverTool,
+            LinearColorMapper,
+            Range1d,
+            Select,
+            Slider,
+        )
+        from bokeh.palettes import Viridis256
+        from bokeh.plotting import figure
+
+        layers, n_heads = self.weights[0].shape[:2]
+        n_queries = max(len(q) for q in self.queries)
+        n_keys = max(len(k) for k in self.keys)
+        offsets = np.cumsum([0] + [w.size for w in self.weights[:-1]]).tolist()
+        meta = {
+            "titles": self.titles,
+            "queries": self.queries,
+            "keys": self.keys,
+            "L": [len(q) for q in self.queries],
+            "S": [len(k) for k in self.keys],
+            "offsets": offsets,
+            "layers": layers,
+            "heads": n_heads,
+        }
+        store = ColumnDataSource({"w": self.embedded_weights}, name="weights")
+        view = self._view(0, 0, 0, 0)  # what the page shows first: drawn without JavaScript
+        cells = ColumnDataSource(view["cells"], name="cells")
+        row_source = ColumnDataSource(view["row"], name="row")
+        outline = ColumnDataSource(view["outline"])
+        per_head = ColumnDataSource(view["per_head"], name="per_head")
+        head_box = ColumnDataSource(view["head_box"])
+        state = ColumnDataSource({"example": [0], "query": [0]})
+        titles = self._titles(0, 0, 0, 0)
+        qlabels = ColumnDataSource({"t": self.queries[0]})
+        klabels = ColumnDataSource({"t": self.keys[0]})
+        colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self.vmax)
+        label_code = "const t = Math.round(tick); return t === tick ? (src.data.t[t] ?? '') : '';"
+        width = max(320, _CELL * n_keys + 140)
+        tickers_x = []
+
+        def key_axis(fig):
+            ticker = FixedTicker(ticks=list(range(len(self.keys[0]))))
+            tickers_x.append(ticker)
+            fig.xaxis.ticker = ticker
+            fig.xaxis.formatter = CustomJSTickFormatter(args={"src": klabels}, code=label_code)
+            fig.xaxis.major_label_orientation = np.pi / 2
+            fig.xaxis.axis_label = self.key_label
+            fig.xgrid.visible = fig.ygrid.visible = False
+            fig.toolbar_location = None
+
+        heat = figure(
+            width=width,
+            height=max(260, _CELL * n_queries + 130),
+            x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
+            y_range=Range1d(len(self.queries[0]) - 0.5, -0.5),
+            tools="",
+            title=titles["heat"],
+            name="heat",
+        )
+        cells_renderer = heat.rect(
+            "x",
+            "y",
+            1,
+            1,
+            source=cells,
+            line_color=None,
+            fill_color={"field": "w", "transform": colours},
+        )
+        heat.rect(
+            "x", "y", "width", 1, source=outline, fill_alpha=0, line_color="red", line_width=2
+        )
+        key_axis(heat)
+        ticker_y = FixedTicker(ticks=list(range(len(self.queries[0]))))
+        heat.yaxis.ticker = ticker_y
+        heat.yaxis.formatter = CustomJSTickFormatter(args={"src": qlabels}, code=label_code)
+        heat.yaxis.axis_label = self.query_label
+        heat.add_layout(
+            ColorBar(color_mapper=colours, title="weight (one scale for every head)"), "right"
+        )
+
+        bars = figure(
+            width=width,
+            height=230,
+            x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
+            y_range=Range1d(0, 1.02 * self.vmax),
+            tools="",
+            title=titles["bars"],
+            name="bars",
+        )
+        bar_renderer = bars.vbar("x", 0.8, "w", source=row_source, color="#3b528b")
+        key_axis(bars)
+        bars.yaxis.axis_label = "weight"
+        bars.add_tools(
+            HoverTool(renderers=[bar_renderer], tooltips=[("key", "@k"), ("weight", "@w{0.0000}")])
+        )
+
+        heads_fig = None
+        if n_heads > 1:
+            heads_fig = figure(
+                width=width,
+                height=max(200, 18 * n_heads + 130),
+                x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
+                y_range=Range1d(n_heads - 0.5, -0.5),
+                tools="",
+                title=titles["heads"],
+                name="heads",
+            )
+            head_renderer = heads_fig.rect(
+                "x", "y", 1, 1, source=per_head, line_color=None,
+                fill_color={"field": "w", "transform": colours},
+            )  # fmt: skip
+            heads_fig.rect(
+                "x", "y", "width", 1, source=head_box, fill_alpha=0, line_color="red", line_width=2
+            )
+            key_axis(heads_fig)
+            heads_fig.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
+            heads_fig.yaxis.major_label_overrides = {h: str(h + 1) for h in range(n_heads)}
+            heads_fig.yaxis.axis_label = "head"
+            heads_fig.add_tools(
+                HoverTool(
+                    renderers=[head_renderer],
+                    tooltips=[("head", "@h"), ("key", "@k"), ("weight", "@w{0.0000}")],
+                )
+            )
+
+        example = Select(
+            title="example", value=self.titles[0], options=self.titles, visible=len(self.titles) > 1
+        )
+        layer_slider = Slider(
+            title="layer", start=1, end=max(layers, 2), value=1, step=1, visible=layers > 1
+        )
+        head_slider = Slider(
+            title="head", start=1, end=max(n_heads, 2), value=1, step=1, visible=n_heads > 1
+        )
+        redraw = CustomJS(
+            args=dict(
+                meta=meta, store=store, cells=cells, row=row_source, outline=outline,
+                per_head=per_head, head_box=head_box, state=state, qlabels=qlabels,
+                klabels=klabels, heat=heat, bars=bars, heads=heads_fig, tickers_x=tickers_x,
+                ticker_y=ticker_y, example=example, layer_slider=layer_slider,
+                head_slider=head_slider,
+            ),
+            code=_REDRAW,
+        )  # fmt: skip
+        heat.add_tools(
+            HoverTool(
+                renderers=[cells_renderer],
+                tooltips=[("query", "@q"), ("key", "@k"), ("weight", "@w{0.0000}")],
+                callback=CustomJS(
+                    args={"cells": cells, "state": state, "redraw": redraw}, code=_HOVER
+                ),
+            )
+        )
+        for widget in (example, layer_slider, head_slider):
+            widget.js_on_change("value", redraw)
+        hint = Div(
+            text="Hover a row of the heat map: the bars show that query's weights"
+            + (", and the lower panel every head's." if n_heads > 1 else ".")
+        )
+        controls = row(example, layer_slider, head_slider)
+        panels = [heat, bars] + ([heads_fig] if heads_fig is not None else [])
+        return column(controls, hint, *panels, name="attention-explorer")
+
+    def _draw_static(self):
+        import matplotlib.pyplot as plt
+
+        from .plotting import plot_attention
+
+        matrix = self.weights[0][0, 0]
+        fig, ax = plt.subplots(
+            figsize=(max(3.0, 0.3 * matrix.shape[1] + 1.5), max(2.5, 0.3 * matrix.shape[0] + 1))
+        )
+        names = (["layer 1"] if self.weights[0].shape[0] > 1 else []) + (
+            ["head 1"] if self.weights[0].shape[1] > 1 else []
+        )
+        plot_attention(
+            matrix, x_labels=self.keys[0], y_labels=self.queries[0], ax=ax,
+            title=", ".join([self.titles[0]] * (len(self.titles) > 1) + names) or None,
+            xlabel=self.key_label, ylabel=self.query_label, vmax=self.vmax,
+        )  # fmt: skip
+        return fig
+
+
+def attention_explorer(
+    weights,
+    tokens: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    key_tokens: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    titles: Sequence[str] | None = None,
+    query_label: str = "query token",
+    key_label: str = "key token",
+    vmax: float | None = None,
+) -> AttentionExplorer:
+    """An interactive figure of attention weights, for Jupyter and for the book, offline.
+
+    A slider picks the layer and another the head (a menu picks the example, when there are
+    several); the heat map shows that head's weights, one row per query token and one column
+    per key token, with the exact weight on hover. Hovering a row selects its query: a bar
+    chart shows its weights over the keys and, with several heads, a second heat map shows
+    where that query looks in every head of the layer. Without JavaScript the figure is a
+    static image of layer 1, head 1 of the first example.
+
+    Args:
+        weights (Tensor or array, or a sequence of them): attention weights of shape
+            :math:`(N_\\text{layers}, H, L, S)`, or one such tensor per example (the same
+            number of layers and heads; ``L`` and ``S`` may differ). One matrix is
+            ``weights[None, None]``.
+        tokens (sequence of str, or one per example): the ``L`` query tokens.
+        key_tokens (sequence of str, or one per example, optional): the ``S`` key tokens.
+            Default: ``tokens`` (self-attention).
+        titles (sequence of str, optional): a distinct name per example, shown in the menu.
+        query_label (str): the name of the query axis. Default: ``"query token"``.
+        key_label (str): the name of the key axis. Default: ``"key token"``.
+        vmax (float, optional): the weight drawn with the brightest colour, one scale for
+            every head and layer. Default: the largest weight.
+
+    Returns:
+        AttentionExplorer: displays itself in Jupyter and in the book (``text/html``, with an
+        ``image/png`` for PDF and notebooks without JavaScript); ``.to_html()`` gives the
+        fragment, ``.nbytes`` its size, ``.embedded_weights`` the numbers it embeds.
+
+    Raises:
+        ValueError: if a weight tensor is not 4-D or not finite, if the tokens do not match
+            its ``L`` and ``S``, or if the examples differ in layers or heads.
+
+    Shape legend:
+        - ``N_layers``: layers, ``H``: heads per layer
+        - ``L``: queries, ``S``: keys
+    """
+    arrays, queries, keys, names = _check_inputs(weights, tokens, key_tokens, titles)
+    return AttentionExplorer(
+        arrays, queries, keys, names, query_label=query_label, key_label=key_label, vmax=vmax
+    )
