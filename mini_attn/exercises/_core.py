@@ -105,12 +105,13 @@ def count_torch_calls() -> Iterator[_Watch]:
 
 
 def call_pure(fn: Callable, case: str, *args, **kwargs):
-    """:func:`call`, on copies, refusing a function that changes its inputs or the RNG.
+    """:func:`call` on copies of the tensor arguments, refusing in-place changes.
 
     The learner's tensors are cloned before the call (their own data never changes);
-    if ``fn`` modifies an argument in place, or draws from the global random number
-    generator, the result is a :class:`CheckFailed` that says which. The global RNG
-    and the thread count are restored whatever happens.
+    if ``fn`` modifies an argument in place, the result is a :class:`CheckFailed` that
+    says which. The global RNG and the thread count are restored whatever ``fn`` does
+    (a function that builds a module draws random numbers: that is allowed, but the
+    learner's RNG stream is left where it was).
     """
     copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     before = [a.clone() if isinstance(a, torch.Tensor) else None for a in copies]
@@ -118,7 +119,6 @@ def call_pure(fn: Callable, case: str, *args, **kwargs):
     state = torch.get_rng_state()
     try:
         got = call(fn, case, *copies, **kwargs)
-        drew = not torch.equal(torch.get_rng_state(), state)
     finally:
         torch.set_rng_state(state)
         if torch.get_num_threads() != threads:
@@ -130,11 +130,6 @@ def call_pure(fn: Callable, case: str, *args, **kwargs):
                 "(an in-place operation such as `x -= ...`, `x[...] = ...` or `.add_()`): "
                 "compute a new tensor and leave the inputs as they were."
             )
-    if drew:
-        raise CheckFailed(
-            f"case '{case}': {_name(fn)} drew random numbers (the global RNG changed); "
-            "this computation is deterministic and needs none."
-        )
     return got
 
 
