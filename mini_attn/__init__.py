@@ -58,6 +58,7 @@ from .attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
 # chapter 7: attention in today's language models
 from .attention.cache import KVCache, SlidingWindowCache
+from .attention.modern import LatentAttention, RotaryAttention, SinkAttention
 
 # chapter 8: tiled attention (the online softmax)
 from .attention.tiled import (
@@ -128,6 +129,9 @@ __all__ = [
     "split_heads",
     # attention: chapter 7
     "KVCache",
+    "LatentAttention",
+    "RotaryAttention",
+    "SinkAttention",
     "SlidingWindowCache",
     # attention: chapter 8
     "OnlineSoftmax",

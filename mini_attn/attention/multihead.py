@@ -261,9 +261,7 @@ class MultiHeadAttention(nn.Module):
         offset = 0 if cache is None else k.shape[-2] - q.shape[-2]  # bottom-right with a cache
         scores_shape = (query.shape[0], q.shape[-2], k.shape[-2])  # (B, L, S)
         mask = self._combine_masks(mask, causal, scores_shape, offset, cache is not None)
-        context, weights = grouped_attention(
-            q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, L, D), (B, H, L, S)
+        context, weights = self.attend(q, k, v, mask)  # (B, H, L, D), (B, H, L, S)
         output = self.out_proj(merge_heads(context))  # (B, L, H·D) -> (B, L, E)
         return output, (weights if need_weights else None)
 
@@ -273,6 +271,10 @@ class MultiHeadAttention(nn.Module):
         k = split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, S, D)
         v = split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, S, D)
         return q, k, v
+
+    def attend(self, q, k, v, mask):
+        """Attention in every head: :func:`grouped_attention` (dropout in training only)."""
+        return grouped_attention(q, k, v, mask=mask, dropout_p=self.dropout * self.training)
 
     def structure_mask(self, n_queries: int, n_keys: int, offset: int, device) -> torch.Tensor:
         """The mask ``causal=True`` stands for: here :func:`~mini_attn.causal_mask`."""
