@@ -23,7 +23,7 @@ _CELL = 24  # pixels per token in the heat maps
 _REDRAW = """
 const e = example.value == null ? 0 : meta.titles.indexOf(example.value);
 const ex = Math.max(e, 0);
-const layer = layer_slider.value - 1, head = head_slider.value - 1;
+const layer = layer_slider.value, head = head_slider.value;
 const L = meta.L[ex], S = meta.S[ex], H = meta.heads, N = meta.layers;
 const q = Math.min(state.data.query[0], L - 1);
 const w = store.data.w;
@@ -51,13 +51,13 @@ outline.data = {x: [(S - 1) / 2], y: [q], width: [S], h: [head]};
 if (heads) {
   const hx = [], hy = [], hw = [], hk = [], hh = [];
   for (let h = 0; h < H; h++) for (let j = 0; j < S; j++) {
-    hx.push(j); hy.push(h); hw.push(at(layer, h, q, j)); hk.push(kt[j]); hh.push(h + 1);
+    hx.push(j); hy.push(h); hw.push(at(layer, h, q, j)); hk.push(kt[j]); hh.push(h);
   }
   per_head.data = {x: hx, y: hy, w: hw, k: hk, h: hh};
   head_box.data = {x: [(S - 1) / 2], y: [head], width: [S]};
-  heads.title.text = `query "${qt[q]}": every head of layer ${layer + 1}`;
+  heads.title.text = `query "${qt[q]}": every head of layer ${layer}`;
 }
-const where = [N > 1 ? `layer ${layer + 1}` : "", H > 1 ? `head ${head + 1}` : ""]
+const where = [N > 1 ? `layer ${layer}` : "", H > 1 ? `head ${head}` : ""]
   .filter(s => s).join(", ");
 heat.title.text = (meta.titles.length > 1 ? meta.titles[ex] + ": " : "") + where;
 bars.title.text = `query "${qt[q]}"` + (where ? ` (${where})` : "") + ": its weights";
@@ -165,7 +165,7 @@ class AttentionExplorer(InteractiveFigure):
             "outline": {"x": [(n_keys - 1) / 2], "y": [query], "width": [n_keys], "h": [head]},
             "per_head": {
                 "x": jh.tolist(), "y": h.tolist(), "w": w[layer, :, query].ravel().tolist(),
-                "k": [kt[b] for b in jh], "h": (h + 1).tolist(),
+                "k": [kt[b] for b in jh], "h": h.tolist(),
             },
             "head_box": {"x": [(n_keys - 1) / 2], "y": [head], "width": [n_keys]},
         }  # fmt: skip
@@ -173,14 +173,12 @@ class AttentionExplorer(InteractiveFigure):
     def _titles(self, example: int, layer: int, head: int, query: int) -> dict[str, str]:
         """The panels' titles for one choice (the JavaScript writes the same)."""
         layers, n_heads = self.weights[example].shape[:2]
-        where = ", ".join(
-            [f"layer {layer + 1}"] * (layers > 1) + [f"head {head + 1}"] * (n_heads > 1)
-        )
+        where = ", ".join([f"layer {layer}"] * (layers > 1) + [f"head {head}"] * (n_heads > 1))
         token = self.queries[example][query]
         return {
             "heat": (f"{self.titles[example]}: " if len(self.titles) > 1 else "") + where,
             "bars": f'query "{token}"' + (f" ({where})" if where else "") + ": its weights",
-            "heads": f'query "{token}": every head of layer {layer + 1}',
+            "heads": f'query "{token}": every head of layer {layer}',
         }
 
     def _build(self):
@@ -307,7 +305,6 @@ class AttentionExplorer(InteractiveFigure):
             )
             key_axis(heads_fig)
             heads_fig.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
-            heads_fig.yaxis.major_label_overrides = {h: str(h + 1) for h in range(n_heads)}
             heads_fig.yaxis.axis_label = "head"
             heads_fig.add_tools(
                 HoverTool(
@@ -320,10 +317,10 @@ class AttentionExplorer(InteractiveFigure):
             title="example", value=self.titles[0], options=self.titles, visible=len(self.titles) > 1
         )
         layer_slider = Slider(
-            title="layer", start=1, end=max(layers, 2), value=1, step=1, visible=layers > 1
+            title="layer", start=0, end=max(layers - 1, 1), value=0, step=1, visible=layers > 1
         )
         head_slider = Slider(
-            title="head", start=1, end=max(n_heads, 2), value=1, step=1, visible=n_heads > 1
+            title="head", start=0, end=max(n_heads - 1, 1), value=0, step=1, visible=n_heads > 1
         )
         redraw = CustomJS(
             args=dict(
@@ -363,8 +360,8 @@ class AttentionExplorer(InteractiveFigure):
         fig, ax = plt.subplots(
             figsize=(max(3.0, 0.3 * matrix.shape[1] + 1.5), max(2.5, 0.3 * matrix.shape[0] + 1))
         )
-        names = (["layer 1"] if self.weights[0].shape[0] > 1 else []) + (
-            ["head 1"] if self.weights[0].shape[1] > 1 else []
+        names = (["layer 0"] if self.weights[0].shape[0] > 1 else []) + (
+            ["head 0"] if self.weights[0].shape[1] > 1 else []
         )
         plot_attention(
             matrix, x_labels=self.keys[0], y_labels=self.queries[0], ax=ax,
@@ -391,7 +388,8 @@ def attention_explorer(
     per key token, with the exact weight on hover. Hovering a row selects its query: a bar
     chart shows its weights over the keys and, with several heads, a second heat map shows
     where that query looks in every head of the layer. Without JavaScript the figure is a
-    static image of layer 1, head 1 of the first example.
+    static image of layer 0, head 0 of the first example (numbered from 0, as the
+    tensor's indices).
 
     Args:
         weights (Tensor or array, or a sequence of them): attention weights of shape
