@@ -11,6 +11,16 @@ from ..core.sdpa import scaled_dot_product_attention
 __all__ = ["SelfAttention"]
 
 
+def _check_input(x: torch.Tensor, embed_dim: int) -> None:
+    """``x`` must be a floating tensor ``(..., N, E)`` with ``E = embed_dim``."""
+    check_floating(check_tensor(x, "x", min_ndim=2), "x")
+    if x.shape[-1] != embed_dim:
+        raise ValueError(
+            f"x of shape {fmt_shape(x.shape)} must have embed_dim={embed_dim} "
+            "features in its last dimension"
+        )
+
+
 class SelfAttention(nn.Module):
     r"""One attention head whose queries, keys and values all come from the same sequence.
 
@@ -58,12 +68,7 @@ class SelfAttention(nn.Module):
             (Tensor, Tensor): ``output`` of shape :math:`(..., N, D)` and ``weights`` of
             shape :math:`(..., N, N)`, row ``i`` holding position ``i``'s weights.
         """
-        check_floating(check_tensor(x, "x", min_ndim=2), "x")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(
-                f"x of shape {fmt_shape(x.shape)} must have embed_dim={self.embed_dim} "
-                "features in its last dimension"
-            )
+        _check_input(x, self.embed_dim)
         query = self.q_proj(x)  # (..., N, D): Q = X W_q
         key = self.k_proj(x)  # (..., N, D): K = X W_k
         value = self.v_proj(x)  # (..., N, D): V = X W_v

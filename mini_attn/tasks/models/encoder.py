@@ -22,6 +22,27 @@ from ..training import TrainingHistory, train_model
 __all__ = ["EncoderBlock", "TinyEncoder", "sequence_batches", "token_loss", "train_encoder"]
 
 
+def _check_residual(attended: torch.Tensor, x: torch.Tensor) -> None:
+    """The attention's output must have the shape of its input, for the residual sum."""
+    if attended.shape != x.shape:
+        raise ValueError(
+            f"the attention returned an output of shape {fmt_shape(attended.shape)} for an "
+            f"input of shape {fmt_shape(x.shape)}; the residual connection needs them equal"
+        )
+
+
+def _check_tokens(tokens: torch.Tensor, max_length: int) -> None:
+    """Integer token ids ``(..., N)`` with ``N <= max_length``."""
+    check_tensor(tokens, "tokens", min_ndim=1)
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be integer token ids, got dtype {tokens.dtype}")
+    if tokens.shape[-1] > max_length:
+        raise ValueError(
+            f"tokens of shape {fmt_shape(tokens.shape)} are longer than max_length="
+            f"{max_length}; build the model with a larger max_length"
+        )
+
+
 class EncoderBlock(nn.Module):
     r"""A pre-norm Transformer encoder block: attention and an MLP, each in a residual branch.
 
@@ -68,11 +89,7 @@ class EncoderBlock(nn.Module):
             weights as it returned them.
         """
         attended, weights = self.attention(self.norm1(x), mask=mask, causal=causal)
-        if attended.shape != x.shape:
-            raise ValueError(
-                f"the attention returned an output of shape {fmt_shape(attended.shape)} for an "
-                f"input of shape {fmt_shape(x.shape)}; the residual connection needs them equal"
-            )
+        _check_residual(attended, x)
         x = x + attended  # residual around the attention
         x = x + self.mlp(self.norm2(x))  # residual around the MLP
         return x, weights
@@ -140,15 +157,8 @@ class TinyEncoder(nn.Module):
             (Tensor, list of Tensor): ``logits`` of shape :math:`(B, N, V)`, and the
             attention weights of each block, first block first.
         """
-        check_tensor(tokens, "tokens", min_ndim=1)
-        if tokens.is_floating_point() or tokens.dtype == torch.bool:
-            raise TypeError(f"tokens must be integer token ids, got dtype {tokens.dtype}")
+        _check_tokens(tokens, self.max_length)
         n = tokens.shape[-1]
-        if n > self.max_length:
-            raise ValueError(
-                f"tokens of shape {fmt_shape(tokens.shape)} are longer than max_length="
-                f"{self.max_length}; build the model with a larger max_length"
-            )
         x = self.embedding(tokens)  # (B, N, E)
         if self.positional:
             x = x + self.position_encoding[:n]  # (N, E) broadcasts over the batch
