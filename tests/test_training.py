@@ -141,3 +141,57 @@ def test_bad_loss_and_exhausted_iterator_are_reported():
         )  # fmt: skip
     with pytest.raises(ValueError, match="batches ran out"):
         ma.tasks.train_model(model, _mse, iter(_regression_batches(2)), steps=5, progress=False)
+
+
+def _train_small_translator(n_threads: int) -> list[torch.Tensor]:
+    """Chapter 2's training (the date task, Seq2Seq, Adam, clipping) at reduced size."""
+    train, _, _ = ma.tasks.make_dates(n_train=300, n_validation=5, n_test=5, seed=0)
+    with ma.threads(n_threads):
+        ma.seed_everything(0)
+        model = ma.tasks.Seq2Seq(
+            train.source_tokenizer.vocab_size, train.target_tokenizer.vocab_size
+        )
+        ma.tasks.train_model(
+            model,
+            ma.tasks.seq2seq_loss,
+            train.batches(64, seed=0),
+            steps=8,
+            lr=6e-3,
+            clip_grad_norm=1.0,
+            progress=False,
+        )
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_chapter_2s_training_is_bit_for_bit_repeatable_on_one_thread():
+    """Chapter 2 trains under ``ma.threads(1)``: two runs must give the very same weights
+    (with two threads PyTorch may split sums differently, and on the machine this was
+    written on the weights did differ, so the chapter pins one)."""
+    first, second = _train_small_translator(1), _train_small_translator(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    threads_before = torch.get_num_threads()
+    two = _train_small_translator(2)
+    assert torch.get_num_threads() == threads_before  # ma.threads restored the count
+    largest = max((a - b).abs().max().item() for a, b in zip(first, two, strict=True))
+    print(f"largest weight difference between 1 and 2 threads: {largest:.3g}")
+
+
+def test_chapter_2_trains_and_measures_inside_ma_threads_1():
+    """Every training and exact-match call of chapter 2 sits in a ``with ma.threads(1):``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "book" / "02-soft-attention.md").read_text()
+    lines = text.splitlines()
+    calls = [
+        i
+        for i, line in enumerate(lines)
+        if re.search(r"ma\.tasks\.(train_model|exact_matches)\(", line)
+    ]
+    assert calls, "chapter 2 no longer trains with ma.tasks.train_model?"
+    for i in calls:
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        above = [line for line in lines[max(0, i - 3) : i] if "with " in line]
+        assert any(
+            "ma.threads(1)" in line and len(line) - len(line.lstrip()) < indent for line in above
+        ), f"chapter 2, line {i + 1}: {lines[i].strip()} is not inside `with ma.threads(1):`"
+    assert "set_num_threads" not in text

@@ -50,7 +50,8 @@ class Seq2Seq(nn.Module):
         bos_id (int): the begin-of-sequence id, the decoder's first input. Default: 1.
 
     Shape legend: ``B`` batch, ``S`` source length, ``T`` target length, ``M`` encoder
-    state size, ``V`` target vocabulary size.
+    state size, ``Hd`` decoder state size (not a number of heads), ``V`` target
+    vocabulary size.
     """
 
     def __init__(
@@ -128,19 +129,19 @@ class Seq2Seq(nn.Module):
             summary (Tensor): the fixed summary of the source, shape :math:`(B, M)`.
             mask (Tensor): boolean, :math:`(B, 1, S)`, True on the real source characters.
             hidden (Tensor, optional): the decoder state to continue from, shape
-                :math:`(1, B, H)`. Default: None, start from the summary.
+                :math:`(1, B, Hd)`. Default: None, start from the summary.
 
         Returns:
             (Tensor, Tensor or None, Tensor): ``logits`` :math:`(B, T, V)`, the attention
             ``weights`` :math:`(B, T, S)` (None without attention) and the last decoder
-            state :math:`(1, B, H)`.
+            state :math:`(1, B, Hd)`.
         """
         embedded = self.target_embed(tokens)  # (B, T, embed_dim)
         summary_each_step = summary.unsqueeze(1).expand(-1, tokens.shape[1], -1)  # (B, T, M)
         if hidden is None:
-            hidden = torch.tanh(self.init_state(summary)).unsqueeze(0)  # (1, B, H)
+            hidden = torch.tanh(self.init_state(summary)).unsqueeze(0)  # (1, B, Hd)
         inputs = torch.cat([embedded, summary_each_step], dim=-1)  # both models see the summary
-        states, hidden = self.decoder(inputs, hidden)  # (B, T, H)
+        states, hidden = self.decoder(inputs, hidden)  # (B, T, Hd)
         if self.score is None:  # the baseline: the same summary at every step, nothing else
             context, weights = summary_each_step, None
         else:  # attention: every decoder state queries every encoder state
