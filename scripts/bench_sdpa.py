@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import statistics
-import time
 
 import torch
 
@@ -38,19 +36,6 @@ def bare_attention_scaled_queries(query, key, value):
 
 def library_attention(query, key, value):
     return ma.scaled_dot_product_attention(query, key, value)[0]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_once(fn, args, device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn(*args)
-    sync(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,18 +67,22 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in candidates}
         for _ in range(args.repeats):  # alternate, so that a change of load hits both
             for name, fn in candidates.items():
-                times[name].append(time_once(fn, inputs, device))
+                run = ma.time_function(lambda fn=fn: fn(*inputs), device=device, warmup=0,
+                                       repeats=1)  # fmt: skip
+                times[name] += run.times
 
     print(
         f"B={args.batch}, H={args.heads}, L=S={args.length}, D={args.head_dim}, float32, "
         f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}"
     )
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, t in times.items():
+    timings = {name: ma.Timing(tuple(t)) for name, t in times.items()}
+    medians = {name: timing.median for name, timing in timings.items()}
+    for name, timing in timings.items():
         print(
-            f"  {name:33s} median {1e3 * medians[name]:8.1f} ms  "
-            f"(min {1e3 * min(t):.1f}, max {1e3 * max(t):.1f}, {len(t)} runs)"
+            f"  {name:33s} median {1e3 * timing.median:8.1f} ms  "
+            f"(min {1e3 * timing.min:.1f}, max {1e3 * max(timing.times):.1f}, "
+            f"{len(timing.times)} runs)"
         )
     ours = medians["ma.scaled_dot_product_attention"]
     print(f"ratio ma / bare (medians): {ours / medians['bare three lines']:.3f}  (target: <= 1.15)")

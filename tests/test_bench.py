@@ -365,3 +365,28 @@ def test_the_fill_preset_gives_a_gpu_enough_programs():
     fill = bench.PRESETS["fill"]
     programs = fill.batch * fill.heads * (min(fill.seq_lens) // 128)  # block_m = 128
     assert fill.batch * fill.heads >= 128 and programs >= 4 * 132  # 132 SMs on an H100
+
+
+@pytest.mark.slow
+def test_the_gpu_script_passes_its_dry_run_on_the_cpu(tmp_path):
+    """scripts/record_gpu.sh --dry-run: every step of the GPU run but the kernels, here."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "record_gpu.sh"
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["PYTHON"] = sys.executable
+    done = subprocess.run(
+        ["bash", str(script), str(tmp_path), "--dry-run"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=script.parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    budget = (tmp_path / "budget.txt").read_text()
+    print("\n" + budget)
+    assert "estimated on an H100" in budget and "of 360" in budget and "failed: none" in budget
+    total = int(budget.split("total at most ")[1].split(" s")[0])
+    assert total <= 360, "the GPU run must fit in six minutes, the machine's start included"
+    records = bench.load_records(tmp_path / "data")
+    assert sorted(r["settings"]["preset"] for r in records) == ["fill", "full"]
+    assert not list((Path(__file__).resolve().parents[1] / "book" / "data").glob("*custom*"))
+    assert "triton" in (tmp_path / "versions.txt").read_text()
+    collected = (tmp_path / "tests.log").read_text()
+    assert "test_compiled_kernel_on_the_gpu" in collected  # the test ids exist
+    assert "test_cuda_peak_memory_is_exact" in collected

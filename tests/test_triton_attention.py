@@ -26,14 +26,32 @@ from hypothesis import strategies as st
 
 import mini_attn as ma
 
-pytest.importorskip(
+triton = pytest.importorskip(
     "triton", reason="triton_attention needs Triton: pip install -r requirements.txt"
+)
+
+# Triton's interpreter before 3.9 calls int() on a one-element NumPy array
+# (triton/runtime/interpreter.py; 3.9 adds .squeeze()), which NumPy 2.4 and later refuse:
+# on such a machine (a lent GPU's stack, say) the interpreter tests would fail for that
+# bug alone, so they are skipped with this message and only the compiled-kernel test runs.
+TRITON_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
+OLD_INTERPRETER = TRITON_VERSION < (3, 9)
+OLD_INTERPRETER_MESSAGE = (
+    f"Triton {triton.__version__}'s interpreter has a bug fixed in 3.9 (int() of a NumPy "
+    "array, refused by NumPy >= 2.4): the interpreter tests are skipped; the compiled "
+    "kernel's test still runs on a GPU"
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # a tolerance fit for each precision: about two units in the last place of the output
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+
+
+@pytest.fixture(autouse=True)
+def interpreter_recent_enough(request):
+    if OLD_INTERPRETER and request.node.name != "test_compiled_kernel_on_the_gpu":
+        pytest.skip(OLD_INTERPRETER_MESSAGE)
 
 
 @pytest.fixture(scope="module", autouse=True)
