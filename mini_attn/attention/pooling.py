@@ -61,8 +61,32 @@ def attention_pooling(
         (Tensor, Tensor): ``output`` of shape :math:`(L,)` or :math:`(..., L, Ev)`, and
         ``weights`` of shape :math:`(L, S)` or :math:`(..., L, S)`, whose rows sum to 1.
 
+    Raises:
+        TypeError: an input is not a floating-point tensor.
+        ValueError: an unknown ``kernel``, a bandwidth that is not positive, or shapes
+            that do not match (the message names them).
+
     Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size.
     """
+    queries, keys, values, scalar = _check_pooling(queries, keys, values, kernel, bandwidth)
+    sq_dist = squared_distances(queries, keys) / bandwidth**2  # (..., L, S): d² / h²
+    if kernel == "gaussian":
+        weights = masked_softmax(-sq_dist / 2)
+    elif kernel == "boxcar":
+        weights = masked_softmax(torch.zeros_like(sq_dist), sq_dist <= 1)
+    else:  # epanechnikov: weights ∝ 1 - d²/h² inside the window
+        inside = sq_dist < 1
+        scores = torch.log1p(-sq_dist.masked_fill(~inside, 0.0))
+        weights = masked_softmax(scores, inside)
+    output = weights @ values  # (..., L, Ev): the weighted average of the values
+    if scalar:
+        output = output.squeeze(-1)
+    return output, weights
+
+
+def _check_pooling(queries, keys, values, kernel, bandwidth):
+    """Refuse bad arguments of :func:`attention_pooling` with a message naming them;
+    return the inputs as 2-D ``(..., n, E)`` tensors and whether they were 1-D."""
     for name, x in (("queries", queries), ("keys", keys), ("values", values)):
         check_floating(check_tensor(x, name, min_ndim=1), name)
     if kernel not in POOLING_KERNELS:
@@ -102,16 +126,4 @@ def attention_pooling(
                 "have the same number of rows S (one value per key)"
             )
 
-    sq_dist = squared_distances(queries, keys) / bandwidth**2  # (..., L, S): d² / h²
-    if kernel == "gaussian":
-        weights = masked_softmax(-sq_dist / 2)
-    elif kernel == "boxcar":
-        weights = masked_softmax(torch.zeros_like(sq_dist), sq_dist <= 1)
-    else:  # epanechnikov: weights ∝ 1 - d²/h² inside the window
-        inside = sq_dist < 1
-        scores = torch.log1p(-sq_dist.masked_fill(~inside, 0.0))
-        weights = masked_softmax(scores, inside)
-    output = weights @ values  # (..., L, Ev): the weighted average of the values
-    if scalar:
-        output = output.squeeze(-1)
-    return output, weights
+    return queries, keys, values, scalar
