@@ -150,7 +150,7 @@ def describe_bench(record: dict) -> str:
     )
 
 
-def _select(record: dict, dtype: str, head_dim: int) -> dict[str, dict[int, dict]]:
+def _results_by_method(record: dict, dtype: str, head_dim: int) -> dict[str, dict[int, dict]]:
     table: dict[str, dict[int, dict]] = {}
     for entry in record["results"]:
         if entry["dtype"] == dtype and entry["head_dim"] == head_dim:
@@ -171,7 +171,7 @@ _METRICS = {
 }
 
 
-def _metric(metric: str):
+def _metric_format(metric: str):
     if metric not in _METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(_METRICS)}")
     return _METRICS[metric]
@@ -190,9 +190,12 @@ def bench_table(record: dict, *, metric: str = "median_ms", dtype: str, head_dim
     Returns:
         str: the table; a configuration that did not run shows its status (``oom``,
         ``unsupported``, ``skipped``, ``error``).
+
+    Raises:
+        ValueError: for an unknown metric, or a dtype and head size the record lacks.
     """
-    label, factor, fmt = _metric(metric)
-    table = _select(record, dtype, head_dim)
+    label, factor, fmt = _metric_format(metric)
+    table = _results_by_method(record, dtype, head_dim)
     lengths = sorted({n for row in table.values() for n in row})
     width = max(len(m) for m in table) + 2
     lines = [
@@ -240,12 +243,15 @@ def plot_bench(
 
     Returns:
         matplotlib Axes: the axes drawn on.
+
+    Raises:
+        ValueError: for an unknown metric, or a dtype and head size the record lacks.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
 
-    label, factor, _ = _metric(metric)
-    table = _select(record, dtype, head_dim)
+    label, factor, _ = _metric_format(metric)
+    table = _results_by_method(record, dtype, head_dim)
     if methods is None:
         methods = [m for m, row in table.items() if any(e["status"] == "ok" for e in row.values())]
     if ax is None:

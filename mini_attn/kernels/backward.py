@@ -20,7 +20,29 @@ def attention_backward_dkdv_kernel(
     CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """dK, dV: program ``(n, b)`` owns keys ``n·BLOCK_N ...`` of entry ``b``, loops over queries."""
+    r"""dK, dV: program ``(n, b)`` owns keys ``n·BLOCK_N ...`` of entry ``b``, loops over queries.
+
+    Launched with the grid ``(cdiv(S, BLOCK_N), N)``.
+
+    Args:
+        Q, K, V, dOut: pointers to contiguous tensors of shape :math:`(N, L, D)`,
+            :math:`(N, S, D)`, :math:`(N, S, D)`, :math:`(N, L, D)`.
+        LSE: pointer to the forward kernel's base-2 log-sum-exp, float32 :math:`(N, L)`.
+        Delta: pointer to :math:`\delta_i = \sum_d dO_{id} O_{id}`, float32 :math:`(N, L)`.
+        dK, dV: pointers to the gradients, :math:`(N, S, D)` each, written here.
+        n_queries (int): ``L``.
+        n_keys (int): ``S``.
+        qk_scale (float): ``scale · log2(e)``.
+        scale (float): the factor applied to the scores.
+        CAUSAL (constexpr bool): top-left causal mask.
+        HEAD_DIM (constexpr int): ``D``.
+        BLOCK_M (constexpr int): queries per block.
+        BLOCK_N (constexpr int): keys per block.
+        DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+    """
     start_n = tl.program_id(0) * BLOCK_N
     batch = tl.program_id(1).to(tl.int64)
     offs_n = start_n + tl.arange(0, BLOCK_N)  # (BLOCK_N,) the key indices j
@@ -59,7 +81,29 @@ def attention_backward_dq_kernel(
     CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """dQ: program ``(m, b)`` owns queries ``m·BLOCK_M ...`` of entry ``b``, loops over keys."""
+    r"""dQ: program ``(m, b)`` owns queries ``m·BLOCK_M ...`` of entry ``b``, loops over keys.
+
+    Launched with the grid ``(cdiv(L, BLOCK_M), N)``.
+
+    Args:
+        Q, K, V, dOut: pointers to contiguous tensors of shape :math:`(N, L, D)`,
+            :math:`(N, S, D)`, :math:`(N, S, D)`, :math:`(N, L, D)`.
+        LSE: pointer to the forward kernel's base-2 log-sum-exp, float32 :math:`(N, L)`.
+        Delta: pointer to :math:`\delta_i = \sum_d dO_{id} O_{id}`, float32 :math:`(N, L)`.
+        dQ: pointer to the gradient :math:`(N, L, D)`, written here.
+        n_queries (int): ``L``.
+        n_keys (int): ``S``.
+        qk_scale (float): ``scale · log2(e)``.
+        scale (float): the factor applied to the scores.
+        CAUSAL (constexpr bool): top-left causal mask.
+        HEAD_DIM (constexpr int): ``D``.
+        BLOCK_M (constexpr int): queries per block.
+        BLOCK_N (constexpr int): keys per block.
+        DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+    """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)
     rows = start_m + tl.arange(0, BLOCK_M)  # (BLOCK_M,) the query indices i

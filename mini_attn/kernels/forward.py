@@ -25,7 +25,23 @@ def single_block_attention_kernel(
     n_queries, n_keys, scale,
     BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
-    """softmax(Q Kᵀ · scale) V for one sequence in one block: program ``n`` does entry ``n``."""
+    """softmax(Q Kᵀ · scale) V for one sequence in one block: program ``n`` does entry ``n``.
+
+    Launched with the grid ``(N,)`` by :func:`~mini_attn.kernels.launch.launch_single_block`.
+
+    Args:
+        Q, K, V, Out: pointers to contiguous tensors of shape :math:`(N, L, D)`,
+            :math:`(N, S, D)`, :math:`(N, S, D)` and :math:`(N, L, D)`.
+        n_queries (int): ``L``.
+        n_keys (int): ``S``.
+        scale (float): the factor applied to the scores.
+        BLOCK_L (constexpr int): a power of two ≥ ``max(L, 16)``: every query in one block.
+        BLOCK_S (constexpr int): a power of two ≥ ``max(S, 16)``: every key in one block.
+        HEAD_DIM (constexpr int): ``D``, a power of two ≥ 16.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+    """
     n = tl.program_id(0)
     rows = tl.arange(0, BLOCK_L)  # query indices i
     cols = tl.arange(0, BLOCK_S)  # key indices j
@@ -51,7 +67,36 @@ def attend_to_key_blocks(
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """Fold the key blocks ``start, start + BLOCK_N, ... < stop`` into the running state."""
+    r"""Fold the key blocks ``start, start + BLOCK_N, ... < stop`` into the running state.
+
+    The online softmax of chapter 8, one block of keys per step, in base 2.
+
+    Args:
+        acc (block): :math:`(B_M, D)` float32, the unnormalised output so far.
+        row_max (block): :math:`(B_M,)` float32, the running maximum of the scaled scores.
+        row_sum (block): :math:`(B_M,)` float32, the running sum of ``exp2(s - row_max)``.
+        q (block): :math:`(B_M, D)`, the query block, in ``DOT_DTYPE``.
+        k_ptrs (block of pointers): :math:`(D, B_N)`, the first block of :math:`K^\top`.
+        v_ptrs (block of pointers): :math:`(B_N, D)`, the first block of :math:`V`.
+        stride_kn (int): elements between two keys in ``K``.
+        stride_vn (int): elements between two values in ``V``.
+        offs_m (block): :math:`(B_M,)` the query indices of the block.
+        offs_n (block): :math:`(B_N,)` ``0 … BLOCK_N - 1``.
+        start (int): the first key of the first block (a multiple of ``BLOCK_N``).
+        stop (int): the end of the keys to visit.
+        n_keys (int): ``S``, to mask the padding keys.
+        qk_scale (float): ``scale · log2(e)``.
+        MASKED (constexpr bool): mask padding keys (and, with ``CAUSAL``, keys ``j > i``).
+        CAUSAL (constexpr bool): the causal mask, when ``MASKED``.
+        BLOCK_N (constexpr int): ``B_N``, keys per block.
+        DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
+
+    Returns:
+        tuple of blocks: ``acc``, ``row_max``, ``row_sum`` after the last block.
+
+    Shape legend:
+        - ``B_M``: ``BLOCK_M`` queries, ``B_N``: ``BLOCK_N`` keys, ``D``: head size.
+    """
     for start_n in range(start, stop, BLOCK_N):
         keys = start_n + offs_n  # (BLOCK_N,) the key indices j of this block
         if MASKED:
@@ -87,7 +132,30 @@ def attention_forward_kernel(
     CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """FlashAttention forward: program ``(m, n)`` does the ``m``-th query block of entry ``n``."""
+    """FlashAttention forward: program ``(m, n)`` does the ``m``-th query block of entry ``n``.
+
+    Launched with the grid ``(cdiv(L, BLOCK_M), N)`` by
+    :func:`~mini_attn.kernels.launch.attention_forward`.
+
+    Args:
+        Q, K, V, Out: pointers to tensors of shape :math:`(N, L, D)`, :math:`(N, S, D)`,
+            :math:`(N, S, D)` and :math:`(N, L, D)`, in any memory layout.
+        LSE: pointer to a contiguous float32 :math:`(N, L)` tensor: each query's base-2
+            log-sum-exp of its scaled scores, written for the backward pass.
+        stride_qb, stride_qm, stride_qd (int): the strides of ``Q`` (entry, query, dim);
+            likewise ``stride_k*`` of ``K``, ``stride_v*`` of ``V``, ``stride_o*`` of ``Out``.
+        n_queries (int): ``L``.
+        n_keys (int): ``S``.
+        qk_scale (float): ``scale · log2(e)``: scores in base 2, for ``exp2``.
+        CAUSAL (constexpr bool): top-left causal mask (key ``j ≤`` query ``i``).
+        HEAD_DIM (constexpr int): ``D``.
+        BLOCK_M (constexpr int): queries per program.
+        BLOCK_N (constexpr int): keys per step of the loop.
+        DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+    """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)  # 64-bit offsets: N·L·D can exceed 2³¹
     offs_m = start_m + tl.arange(0, BLOCK_M)  # (BLOCK_M,) the query indices i

@@ -50,6 +50,12 @@ def dot_dtype(dtype: torch.dtype):
     float32), except that Triton's interpreter cannot multiply bfloat16 matrices
     (triton-lang/triton#11584): there, bfloat16 blocks are widened to float32 first, which
     is exact.
+
+    Args:
+        dtype (torch.dtype): float16, bfloat16 or float32.
+
+    Returns:
+        triton.language.dtype: the operands' type.
     """
     if INTERPRETED and dtype == torch.bfloat16:
         return tl.float32
@@ -62,8 +68,18 @@ def forward_shared_bytes(
     """Shared memory one program of :func:`attention_forward_kernel` needs on an NVIDIA GPU.
 
     The query block, and ``num_stages`` blocks of keys and of values in flight (the block
-    being multiplied and those loaded ahead), as Triton 3.9 lays them out; the tests check
-    this count against the compiler's, for an H100 and an A100.
+    being multiplied and those loaded ahead): ``(block_m + 2 · num_stages · block_n) · D``
+    elements. ``tests/test_triton_compile.py`` compares it with the compiler's count.
+
+    Args:
+        block_m (int): queries per program.
+        block_n (int): keys per block.
+        head_dim (int): ``D``.
+        itemsize (int): bytes per element (2 or 4).
+        num_stages (int): blocks of keys and values in flight.
+
+    Returns:
+        int: bytes.
     """
     return (block_m + 2 * num_stages * block_n) * head_dim * itemsize
 
@@ -75,7 +91,20 @@ def _max_shared_bytes(driver, device) -> int:
 
 
 def forward_num_stages(block_m: int, block_n: int, head_dim: int, itemsize: int) -> int:
-    """The deepest pipeline, 3, 2 or 1 stages, whose shared memory fits the current GPU."""
+    """The deepest pipeline, 3, 2 or 1 stages, whose shared memory fits the current GPU.
+
+    Args:
+        block_m (int): queries per program.
+        block_n (int): keys per block.
+        head_dim (int): ``D``.
+        itemsize (int): bytes per element.
+
+    Returns:
+        int: the number of stages (3 in the interpreter, which has no shared memory).
+
+    Raises:
+        ValueError: if even one stage does not fit; the message gives both sizes.
+    """
     if INTERPRETED:  # the interpreter has no shared memory to run out of
         return 3
     driver = triton.runtime.driver.active
@@ -104,10 +133,28 @@ def attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch :func:`attention_forward_kernel` on checked 3-D inputs.
 
-    Returns the output ``(N, L, D)`` and the base-2 log-sum-exp of each query's scores
-    ``(N, L)``, float32, which the backward pass needs. ``num_stages`` (default: the
-    deepest pipeline whose shared memory fits the GPU, at most 3) is how many blocks of
-    keys and values are in flight.
+    Args:
+        query (Tensor): shape :math:`(N, L, D)`, any strides.
+        key (Tensor): shape :math:`(N, S, D)`, same dtype and device.
+        value (Tensor): shape :math:`(N, S, D)`.
+        causal (bool): top-left causal mask.
+        scale (float): the factor applied to the scores.
+        block_m (int): queries per program, a power of two ≥ 16.
+        block_n (int): keys per step of the kernel's loop, a power of two ≥ 16.
+        num_stages (int, optional): how many blocks of keys and values are in flight.
+            Default: the deepest pipeline whose shared memory fits the GPU, at most 3
+            (:func:`forward_num_stages`).
+
+    Returns:
+        tuple of Tensor: the output :math:`(N, L, D)`, the dtype of ``query``, and the
+        base-2 log-sum-exp of each query's scores :math:`(N, L)`, float32, which the
+        backward pass needs.
+
+    Raises:
+        ValueError: if no pipeline depth fits the GPU's shared memory.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
     """
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
@@ -138,10 +185,27 @@ def attention_backward(
     causal: bool,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the two backward kernels; returns ``dQ (N, L, D)``, ``dK (N, S, D)``, ``dV``.
+    """Launch the two backward kernels: the gradients with respect to Q, K and V.
 
-    The kernels take contiguous tensors and blocks of 64 queries by 64 keys (32 by 32 for
-    D = 128); these settings are not tuned for speed.
+    The kernels take contiguous tensors (copied here if needed) and blocks of 64 queries
+    by 64 keys (32 by 32 for D = 128); these settings are not tuned for speed.
+
+    Args:
+        query (Tensor): shape :math:`(N, L, D)`.
+        key (Tensor): shape :math:`(N, S, D)`.
+        value (Tensor): shape :math:`(N, S, D)`.
+        out (Tensor): the forward output, shape :math:`(N, L, D)`.
+        lse (Tensor): the forward kernel's base-2 log-sum-exp, float32 :math:`(N, L)`.
+        grad_out (Tensor): :math:`dO`, shape :math:`(N, L, D)`.
+        causal (bool): top-left causal mask, as in the forward pass.
+        scale (float): the factor applied to the scores, as in the forward pass.
+
+    Returns:
+        tuple of Tensor: ``dQ`` :math:`(N, L, D)`, ``dK`` :math:`(N, S, D)`, ``dV``
+        :math:`(N, S, D)`.
+
+    Shape legend:
+        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
     """
     query, key, value, grad_out = (x.contiguous() for x in (query, key, value, grad_out))
     n_batch, n_queries, head_dim = query.shape
@@ -164,11 +228,24 @@ def attention_backward(
 
 
 def launch_single_block(kernel, query, key, value, *, scale=None) -> torch.Tensor:
-    """Run a single-block kernel with the signature of :func:`single_block_attention_kernel`.
+    r"""Run a single-block kernel with the signature of :func:`single_block_attention_kernel`.
 
     The kernel is an argument, so that the chapter's exercises launch their own kernels the
-    same way. Inputs are ``(N, L, D)``, ``(N, S, D)``, ``(N, S, D)``; ``L`` and ``S`` are
-    padded up to powers of two (at least 16, the smallest ``tl.dot``); returns ``(N, L, D)``.
+    same way; ``L`` and ``S`` are padded up to powers of two (at least 16, the smallest
+    ``tl.dot``) for the kernel's blocks.
+
+    Args:
+        kernel (triton.JITFunction): the kernel, launched with the grid ``(N,)``.
+        query (Tensor): shape :math:`(N, L, D)` (made contiguous).
+        key (Tensor): shape :math:`(N, S, D)`.
+        value (Tensor): shape :math:`(N, S, D)`.
+        scale (float, optional): Default: :math:`1/\sqrt{D}`.
+
+    Returns:
+        Tensor: the output, shape :math:`(N, L, D)`.
+
+    Shape legend:
+        - ``N``: sequences, ``L``: queries, ``S``: keys, ``D``: head size.
     """
     query, key, value = (x.contiguous() for x in (query, key, value))
     n_batch, n_queries, head_dim = query.shape
