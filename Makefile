@@ -16,7 +16,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book student-book test check lint format serve ipynb notebooks chapter clean
+.PHONY: help install book student-book test check lint lint-book format serve notebooks chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,13 +50,16 @@ book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## install what is needed and build the HT
 
 student-book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## the book without solutions, for students, in _build/students/ (after make book)
 	@mkdir -p _build
-	$(BIN)/python scripts/student_config.py > _build/students-config.yml
+	$(BIN)/python -m book_tools.student_config > _build/students-config.yml
 	$(BIN)/jupyter-book build . --config _build/students-config.yml --path-output _build/students --all -W -n --keep-going
 	@echo "The students' copy is built: open file://$(abspath _build/students/_build/html/index.html)"
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check mini_attn tests scripts _ext book_tools
 	$(BIN)/ruff format --check mini_attn tests scripts _ext book_tools
+
+lint-book: $(STAMP)  ## ruff's rules on the chapters' code cells, errors at book/NN-name.md:line
+	$(BIN)/python -m book_tools.lint
 
 format: $(STAMP)  ## format the code with ruff
 	$(BIN)/ruff format mini_attn tests scripts _ext book_tools
@@ -72,13 +75,11 @@ check: $(STAMP)  ## the fast loop: lint and the package's tests, without the boo
 serve:  ## serve the built book on http://127.0.0.1:8000
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
 
-ipynb: notebooks  ## the same as make notebooks
-
 notebooks: $(STAMP)  ## write every chapter as student, instructor and nbgrader notebooks under _build/notebooks/
-	$(BIN)/python scripts/export_notebooks.py
+	$(BIN)/python -m book_tools.export
 
 chapter: $(STAMP)  ## execute chapters and time them: make chapter CH=book/01-what-is-attention.md
-	$(BIN)/python scripts/run_chapter.py $(or $(CH),$(CHAPTERS))
+	$(BIN)/python -m book_tools.run_chapter $(or $(CH),$(CHAPTERS))
 
 clean:  ## remove the built book (keeps .venv)
 	rm -rf _build

@@ -1,6 +1,6 @@
 """Execute one or more chapters top to bottom, as a reader's Jupyter would, and time them.
 
-    python scripts/run_chapter.py book/01-what-is-attention.md [more chapters...]
+    python -m book_tools.run_chapter book/01-what-is-attention.md [more chapters...]
 
 Writes the executed notebooks to ``_build/executed/`` and prints the wall time of each
 chapter (the design's budget: 90 s on 2 CPU cores). Exits non-zero if a cell fails.
@@ -20,11 +20,14 @@ from nbclient.exceptions import CellExecutionError
 OUT = Path("_build/executed")
 
 
-def execute_notebook(notebook, folder: Path, *, timeout: int = 600, allow_errors: bool = False):
+def execute_notebook(
+    notebook, folder: Path, *, timeout: int = 600, allow_errors: bool = False, **options
+):
     """Execute ``notebook`` in place, top to bottom, in a fresh kernel whose working directory
     is ``folder`` (``book/`` for the chapters, where they find ``data/``); return it.
 
-    Raises ``CellExecutionError`` at the first failing cell unless ``allow_errors``.
+    Raises ``CellExecutionError`` at the first failing cell unless ``allow_errors``, and
+    nbclient's ``DeadKernelError`` if the kernel dies. ``options`` go to ``NotebookClient``.
     """
     client = NotebookClient(
         notebook,
@@ -32,6 +35,7 @@ def execute_notebook(notebook, folder: Path, *, timeout: int = 600, allow_errors
         kernel_name="python3",
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(folder)}},
+        **options,
     )
     client.execute()
     return notebook

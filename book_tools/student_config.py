@@ -1,9 +1,11 @@
 """Print the configuration of the students' copy of the book (``make student-book``).
 
-The book's own ``_config.yml`` with ``course_kit_students`` switched on: ``_ext/course_kit.py``
-then removes the solutions (their text, code and outputs) from the pages and offers and
-writes the student notebooks only. The chapters' executions are shared with
-the main build's cache, so nothing runs twice.
+    python -m book_tools.student_config > _build/students-config.yml
+
+The book's own ``_config.yml`` with ``course_kit_students`` switched on:
+:mod:`book_tools.course_kit` then removes the solutions (their text, code and outputs)
+from the pages and offers and writes the student notebooks only. The chapters' executions
+are shared with the main build's cache, so nothing runs twice.
 """
 
 from __future__ import annotations

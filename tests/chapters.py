@@ -1,8 +1,8 @@
-"""The chapter parser moved to ``scripts/chapters.py``, shared with the notebook export and
-the instructors page; this module re-exports it so that ``from tests.chapters import ...``
+"""The chapter parser lives in ``book_tools/chapters.py``, shared with the editions and the
+instructors' page; this module re-exports it so that ``from tests.chapters import ...``
 keeps working."""
 
-from scripts.chapters import (  # noqa: F401
+from book_tools.chapters import (  # noqa: F401
     BOOK,
     CHAPTERS,
     ROOT,

@@ -10,44 +10,35 @@ Executing chapter 1 takes seconds; the other chapters are marked slow.
 
 from __future__ import annotations
 
-import importlib.util
 import linecache
 import re
 
 import nbformat
 import pytest
 
-from mini_attn.exercises import CheckFailed
-from scripts.chapters import (
+from book_tools import course_kit
+from book_tools.chapters import (
     BOOK,
     CHAPTERS,
     ROOT,
+    cells,
     chapter,
     directives,
     exercises,
     imports_cell,
 )
-from scripts.export_notebooks import (
-    BEGIN,
-    EDITIONS,
-    END,
-    answer_cell_source,
-    editions,
-    export,
-    install_cell,
-    nbgrader_edition,
-)
-from scripts.run_chapter import execute_notebook
+from book_tools.editions import EDITIONS, editions, install_cell
+from book_tools.export import export, repository_url_from_config
+from book_tools.nbgrader import BEGIN, END, answer_cell_source
+from book_tools.run_chapter import execute_notebook
+from mini_attn.exercises import CheckFailed
 
 WRITTEN = [p for p in CHAPTERS if chapter(p).written]
 HTML = ROOT / "_build" / "html"
 
 
 def _course_kit():
-    spec = importlib.util.spec_from_file_location("course_kit", ROOT / "_ext" / "course_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return course_kit
 
 
 def _slow_unless_first(paths):
@@ -105,8 +96,6 @@ def test_instructor_edition_has_every_code_cell_of_the_chapter(built_editions, p
 
 
 def chapter_cells(path):
-    from scripts.chapters import cells
-
     return cells(path)
 
 
@@ -114,11 +103,8 @@ def chapter_cells(path):
 def test_student_edition_removes_solutions_and_keeps_stubs_and_checkers(built_editions, path):
     student = built_editions[path]["student"]
     found = exercises(path)
-    solution_cells = {i for ex in found for i in ex.solution_cells}
     chapter_code = [
-        c.source
-        for i, c in enumerate(chapter_cells(path))
-        if c.cell_type == "code" and i not in solution_cells
+        c.source for c in chapter_cells(path) if c.cell_type == "code" and not c.is_solution
     ]
     assert _code(student) == chapter_code, "the student edition lost or kept the wrong cells"
     assert not _tagged(student, "solution")
@@ -143,13 +129,18 @@ def test_student_edition_removes_solutions_and_keeps_stubs_and_checkers(built_ed
         assert first_paragraph not in markdown
 
 
-def test_export_writes_both_editions_and_is_deterministic(tmp_path):
+def test_export_writes_every_edition_and_is_deterministic(tmp_path):
     first = export(CHAPTERS[:1], tmp_path / "a", repository_url="")
     second = export(CHAPTERS[:1], tmp_path / "b", repository_url="")
     names = sorted(str(p.relative_to(tmp_path / "a")) for p in first)
     stem = CHAPTERS[0].stem
+    assert EDITIONS == ("instructor", "student", "nbgrader")
     assert names == sorted(
-        [*(f"{e}/{stem}.ipynb" for e in EDITIONS), f"nbgrader/source/{stem}/{stem}.ipynb"]
+        [
+            f"instructor/{stem}.ipynb",
+            f"student/{stem}.ipynb",
+            f"nbgrader/source/{stem}/{stem}.ipynb",
+        ]
     )
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), f"{a.name}: two exports differ"
@@ -198,11 +189,15 @@ def test_answer_cell_keeps_the_stub_and_puts_the_solution_between_markers():
         f'def f(x):\n    """Doc."""\n    {BEGIN}\n    y = x + 1\n\n    return y\n    {END}'
     )
     assert answer_cell_source(stub, ["def g(x):\n    return x\n"]) is None  # not the same function
+    long_stub = 'def f(x):\n    raise NotImplementedError(\n        "Exercise 9.1: f"\n    )\n'
+    assert answer_cell_source(long_stub, [solution]) == (
+        f"def f(x):\n    {BEGIN}\n    y = x + 1\n\n    return y\n    {END}"
+    )
 
 
 @pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
 def test_nbgrader_source_grades_each_exercise(built_editions, path, capsys):
-    notebook = nbgrader_edition(built_editions[path]["instructor"])
+    notebook = built_editions[path]["nbgrader"]
     found = exercises(path)
     graded = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
     answers = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")]
@@ -324,12 +319,11 @@ def test_a_repository_url_switches_the_buttons_on_and_launches_the_student_noteb
     assert f"urlpath=tree/attention-book/{notebook}" in urls["JupyterHub"]
 
 
-def test_the_config_has_no_repository_url_and_the_extension_is_loaded():
-    from scripts.export_notebooks import repository_url_from_config
-
+def test_the_config_has_no_repository_url_and_the_extensions_are_loaded():
     config = (ROOT / "_config.yml").read_text()
     assert repository_url_from_config() == ""
-    assert re.search(r"^\s+course_kit: _ext$", config, re.MULTILINE)
+    for name in ("course_kit", "instructors", "literalinclude"):
+        assert re.search(rf"^\s+book_tools\.{name}: \.$", config, re.MULTILINE), name
 
 
 # --------------------------------------------------------------------------- the built book
@@ -400,3 +394,141 @@ def test_exercises_are_labelled_and_their_stubs_name_their_number(path):
 def test_exercise_labels_are_unique_across_the_book():
     labels = [ex.label for p in WRITTEN for ex in exercises(p)]
     assert len(labels) == len(set(labels)), f"repeated labels: {labels}"
+
+
+# --------------------------------------------------------------------------- one mark
+
+
+SYNTHETIC = '''---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+(ch-synthetic)=
+# A synthetic chapter
+
+```{code-cell} ipython3
+import math
+```
+
+## Exercises
+
+```{exercise} Double it
+:label: ex-double
+
+Write `double(x)`.
+```
+
+```{code-cell} ipython3
+def double(x):
+    """x -> 2 x."""
+    raise NotImplementedError("Exercise 1.1: double")
+```
+
+Text before the solution stays.
+```{solution-start} ex-double
+:class: dropdown
+```
+
+SECRET-EXPLANATION: add it to itself.
+
+```{code-cell} ipython3
+def double(x):
+    """x -> 2 x."""
+    return x + x  # SECRET-CODE
+```
+
+More SECRET-EXPLANATION between two cells.
+
+```{code-cell} ipython3
+print(double(21))  # SECRET-DEMO
+```
+
+```{solution-end}
+```
+
+After the solution: visible.
+
+```{code-cell} ipython3
+check_double(double)
+```
+'''
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    path = tmp_path / "01-synthetic.md"
+    path.write_text(SYNTHETIC)
+    return path
+
+
+def test_the_parser_tags_every_cell_of_a_solution_once(synthetic):
+    tagged = [(c.cell_type, c.tag) for c in cells(synthetic) if c.tag]
+    assert tagged == [
+        ("code", "exercise-starter"),
+        ("markdown", "solution"),  # the solution-start and the first explanation
+        ("code", "solution"),
+        ("markdown", "solution"),
+        ("code", "solution"),
+        ("code", "exercise-checker"),
+    ]
+    solution_text = "\n".join(c.source for c in cells(synthetic) if c.is_solution)
+    assert solution_text.count("SECRET") == 4 and "Text before" not in solution_text
+    lines = SYNTHETIC.splitlines()
+    for cell in cells(synthetic):  # each cell knows its line in the .md file
+        assert lines[cell.line - 1] == cell.source.splitlines()[0], cell
+
+
+@pytest.mark.parametrize("edition", ["student", "nbgrader"])
+def test_a_solution_leaves_every_edition_without_solutions(synthetic, edition):
+    notebook = editions(synthetic)[edition]
+    text = "\n".join(c.source for c in notebook.cells)
+    assert "SECRET-EXPLANATION" not in text and "SECRET-DEMO" not in text
+    assert "Text before the solution stays." in text and "After the solution" in text
+    assert "check_double(double)" in text
+    if edition == "student":
+        assert "SECRET-CODE" not in text
+    else:  # the answer cell holds the solution's body between nbgrader's markers, once
+        answer = next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution"))
+        assert f"{BEGIN}\n    return x + x  # SECRET-CODE\n    {END}" in answer.source
+        assert text.count("SECRET-CODE") == 1
+
+
+def test_the_instructor_edition_keeps_the_solution_under_a_heading(synthetic):
+    notebook = editions(synthetic)["instructor"]
+    text = "\n".join(c.source for c in notebook.cells)
+    assert text.count("SECRET") == 4
+    assert "#### Solution to exercise 1.1" in text
+    assert "{solution-start}" not in text and "{solution-end}" not in text
+
+
+def test_the_students_book_removes_the_solutions_the_parser_tagged(caplog):
+    """RemoveSolutions drops the merged solution nodes of the tagged exercises, and keeps
+    (with an error) a solution the parser does not know of."""
+    from types import SimpleNamespace
+
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.utils import new_document
+    from sphinx_exercise.nodes import solution_node
+
+    path = CHAPTERS[0]
+    labels = [ex.label for ex in exercises(path)]
+    document = new_document("test", get_default_settings())
+    config = SimpleNamespace(course_kit_students=True)
+    document.settings.env = SimpleNamespace(docname=f"book/{path.stem}", config=config)
+    for label in [*labels, "ex-unknown"]:
+        document += solution_node(label=label)
+    document += nodes.paragraph(text="kept")
+    transform = course_kit.RemoveSolutions(document)
+    transform.apply()
+    left = [n.get("label") for n in document.findall(solution_node)]
+    assert left == ["ex-unknown"]
+    assert "did not tag" in caplog.text
+    assert len(document.children) == 2 and document.astext().strip() == "kept"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chapters import CHAPTERS, exercises
+from tests.chapters import CHAPTERS, cells, exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,7 +35,7 @@ def student_book(tmp_path_factory):
     config = out / "config.yml"
     config.write_text(
         subprocess.run(
-            [sys.executable, "scripts/student_config.py"],
+            [sys.executable, "-m", "book_tools.student_config"],
             cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout
     )  # fmt: skip
@@ -50,11 +50,7 @@ def student_book(tmp_path_factory):
 
 def _solution_only_lines(path: Path) -> list[str]:
     """Lines of the chapter's solution code that appear nowhere else in its Markdown."""
-    text = path.read_text()
-    spans = re.findall(r"```\{solution-start\}.*?```\{solution-end\}", text, flags=re.S)
-    outside = text
-    for span in spans:
-        outside = outside.replace(span, "")
+    outside = "\n".join(c.source for c in cells(path) if not c.is_solution)
     lines = []
     for exercise in exercises(path):
         for source in exercise.solution:
