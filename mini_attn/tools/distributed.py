@@ -163,26 +163,32 @@ def ring_attention_worker(rank: int, world_size: int, cases: list[dict]) -> list
         rank (int): this process's rank.
         world_size (int): ``W``.
         cases (list of dict): each with ``shape``, and optionally ``causal`` (False),
-            ``dtype`` (``torch.float32``), ``repeats`` (0: not timed) and ``seed`` (0).
+            ``dtype`` (``torch.float32``), ``repeats`` (0: not timed), ``grad`` (False:
+            with True, also compare the gradients) and ``seed`` (0).
 
     Returns:
         list of dict: per case, ``error`` (the largest difference from this rank's block
         of :func:`~mini_attn.scaled_dot_product_attention` over the whole sequence),
         ``sent``, ``received`` and ``messages`` (of one call), ``peak_bytes`` (the peak
         extra memory of one call: resident memory on the CPU), ``block_kv_bytes`` (this
-        rank's keys and values) and, with ``repeats > 0``, ``median_s``, the median time
+        rank's keys and values), with ``grad``, ``grad_error`` (the largest difference of
+        this rank's blocks of dQ, dK, dV from those of the whole-sequence attention, for a
+        random output gradient) and, with ``repeats > 0``, ``median_s``, the median time
         of a call, every rank starting together after a barrier.
     """
     return [_measure_ring(rank, world_size, **case) for case in cases]
 
 
-def _measure_ring(rank, world_size, shape, causal=False, dtype=torch.float32, repeats=0, seed=0):
+def _measure_ring(
+    rank, world_size, shape, causal=False, dtype=torch.float32, repeats=0, grad=False, seed=0
+):
     seed_everything(seed)
     q, k, v = torch.randn(3, *shape, dtype=dtype).unbind(0)  # (B, H, L, D) each
     block = shape[2] // world_size
     mine = slice(rank * block, (rank + 1) * block)
     q_r, k_r, v_r = (x[..., mine, :].contiguous() for x in (q, k, v))
     expected = scaled_dot_product_attention(q, k, v, causal=causal)[0][..., mine, :]
+    grad_error = _gradient_error(q, k, v, mine, causal) if grad else None
     del q, k, v  # from here on this rank holds its own block only
 
     def call():
@@ -195,6 +201,7 @@ def _measure_ring(rank, world_size, shape, causal=False, dtype=torch.float32, re
             "error": (output - expected).abs().max().item(),
             **counts,
             "block_kv_bytes": (k_r.numel() + v_r.numel()) * k_r.element_size(),
+            "grad_error": grad_error,
         }
         del output, expected
         dist.barrier()
@@ -204,3 +211,16 @@ def _measure_ring(rank, world_size, shape, causal=False, dtype=torch.float32, re
             timing = time_function(call, device="cpu", warmup=1, repeats=repeats)
             result["median_s"] = timing.median
     return result
+
+
+def _gradient_error(q, k, v, mine, causal) -> float:
+    """The largest difference of ring attention's dQ, dK, dV blocks from one device's."""
+    grad_output = torch.randn_like(q)
+    full = [x.clone().requires_grad_() for x in (q, k, v)]
+    scaled_dot_product_attention(*full, causal=causal)[0].backward(grad_output)
+    blocks = [x[..., mine, :].clone().requires_grad_() for x in (q, k, v)]
+    ring_attention(*blocks, causal=causal).backward(grad_output[..., mine, :])
+    return max(
+        (b.grad - f.grad[..., mine, :]).abs().max().item()
+        for b, f in zip(blocks, full, strict=True)
+    )
