@@ -52,6 +52,16 @@ from .models.minilm import (
 from .models.seq2seq import Seq2Seq, exact_matches, seq2seq_loss
 from .training import TrainingHistory, train_model
 
+# chapter 7: a small decoder-only language model of dates
+from .models.decoder import (
+    DateLMData,
+    DecoderBlock,
+    TinyDecoder,
+    generate,
+    lm_loss,
+    make_date_lm,
+)
+
 __all__ = [
     # chapter 1
     "RegressionData",
@@ -103,4 +113,11 @@ __all__ = [
     "mean_pooling",
     "minilm_attention",
     "minilm_path",
+    # chapter 7
+    "DateLMData",
+    "DecoderBlock",
+    "TinyDecoder",
+    "generate",
+    "lm_loss",
+    "make_date_lm",
 ]
