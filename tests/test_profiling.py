@@ -173,3 +173,15 @@ def test_roofline_points_keep_distinct_styles_past_ten():
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="must be positive"):
         ma.plot_roofline(1e12, 0.0)
+
+
+def test_the_simulated_timeline_shows_the_host_running_ahead():
+    device = timing.SimulatedDevice(asynchronous=True, first_s=0.0)
+    for _ in range(3):
+        device.launch()
+    host_done = device.clock()
+    assert [call for call, *_ in device.timeline] == [1, 2, 3]
+    (_, _, _, d0, d1), (_, h0, _, d2, _) = device.timeline[0], device.timeline[1]
+    assert d2 == pytest.approx(d1)  # the device works through its queue, one after another
+    assert h0 < d1 and host_done < device.timeline[-1][4]  # the host is far ahead
+    assert d1 - d0 == pytest.approx(device.work_s)

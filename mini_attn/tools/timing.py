@@ -282,7 +282,9 @@ class SimulatedDevice:
     device (plus ``first_s`` on the very first call: allocation, kernel choice); an
     asynchronous device returns at once, a synchronous one (a CPU) returns when the work
     is done. :meth:`synchronize` waits for the queue; :meth:`clock` reads the host's
-    clock. Exercise 8.1's checker times learners' timers on it, and chapter 8 shows the
+    clock. Every call is logged in ``timeline`` as ``(call, host_start, host_end,
+    device_start, device_end)``, the picture of the host running ahead of the device.
+    Exercise 8.1's checker times learners' timers on it, and chapter 8 shows the
     synchronisation mistake on it.
 
     Args:
@@ -299,13 +301,17 @@ class SimulatedDevice:
         self.busy_until = 0.0  # when the device finishes its queue
         self.calls = 0
         self.calls_at_first_clock: int | None = None  # calls before the clock was first read
+        self.timeline: list[tuple[int, float, float, float, float]] = []
 
     def launch(self) -> None:
         """Queue one call's work (and return at once if asynchronous)."""
         self.calls += 1
+        host_start = self.now
         self.now += self.launch_s
         work = self.work_s + (self.first_s if self.calls == 1 else 0.0)
-        self.busy_until = max(self.now, self.busy_until) + work
+        device_start = max(self.now, self.busy_until)
+        self.busy_until = device_start + work
+        self.timeline.append((self.calls, host_start, self.now, device_start, self.busy_until))
         if not self.asynchronous:
             self.now = self.busy_until
 
