@@ -103,12 +103,22 @@ def execute_surviving(notebook, *, timeout: int = 600, attempts: int = 20):
                 cell.execution_count, cell.outputs = None, []
         for index, why in killed.items():
             run.cells[index].source = _killer_source(why)
+        running: dict[str, int] = {}
+
+        def started(cell, cell_index, running=running):
+            running["index"] = cell_index
+
         try:
             execute_notebook(
-                run, BOOK, timeout=timeout, allow_errors=True, interrupt_on_timeout=True
+                run,
+                BOOK,
+                timeout=timeout,
+                allow_errors=True,
+                interrupt_on_timeout=True,
+                on_cell_start=started,
             )
         except (DeadKernelError, CellTimeoutError) as error:
-            index = _running_cell(run)
+            index = running.get("index")
             if index is None or index in killed:
                 raise
             kind = "timed out" if isinstance(error, CellTimeoutError) else "killed the kernel"
@@ -120,18 +130,6 @@ def execute_surviving(notebook, *, timeout: int = 600, attempts: int = 20):
             ]
         return run
     raise RuntimeError(f"the kernel died {attempts} times")
-
-
-def _running_cell(notebook) -> int | None:
-    """The first code cell without an execution count: the one that was running."""
-    return next(
-        (
-            i
-            for i, cell in enumerate(notebook.cells)
-            if cell.cell_type == "code" and cell.get("execution_count") is None
-        ),
-        None,
-    )
 
 
 def _verdict(cell) -> str | None:
