@@ -6,6 +6,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 import mini_attn as ma
@@ -148,3 +150,36 @@ def test_bad_sizes(kwargs, error, match):
 def test_bad_element_size():
     with pytest.raises(ValueError, match="element_size must be non-negative"):
         ma.attention_bytes(1, 1, 4, 4, 8, element_size=-2)
+
+
+class _Traffic(TorchDispatchMode):
+    """Bytes read and written by each ATen operation: every input and output, once."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [x for x in tree_leaves((args, kwargs, out)) if isinstance(x, torch.Tensor)]
+        self.ops.append((func.__name__, sum(x.numel() * x.element_size() for x in tensors)))
+        return out
+
+    def bytes_of(self, *names: str) -> int:
+        return sum(n for name, n in self.ops if name.split(".")[0] in names)
+
+
+@pytest.mark.parametrize(("n_queries", "n_keys", "head_dim"), [(256, 256, 16), (40, 70, 8)])
+def test_bytes_equal_the_traffic_of_the_operations(n_queries, n_keys, head_dim):
+    """An independent count: the tensors PyTorch's own operations read and write."""
+    q = torch.randn(2, 3, n_queries, head_dim)
+    k, v = torch.randn(2, 3, n_keys, head_dim), torch.randn(2, 3, n_keys, head_dim)
+    sizes = (2, 3, n_queries, n_keys, head_dim)
+    with torch.no_grad(), _Traffic() as naive:
+        ma.scaled_dot_product_attention(q, k, v)
+    # Q'Kᵀ (Q', K in, scores out), the softmax (scores in, weights out), P V (P, V in, O out)
+    assert naive.bytes_of("bmm", "_softmax") == ma.attention_bytes(*sizes)
+    with torch.no_grad(), _Traffic() as fused:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    lse = 2 * 3 * n_queries * 4  # the fused kernel also writes one float32 per query
+    assert fused.ops[0][1] == ma.attention_bytes(*sizes, materialized=False) + lse
