@@ -183,3 +183,49 @@ def test_memory_grows_linearly_not_quadratically():
     )
     assert peak["naive"] >= 0.9 * scores, "the measurement should see naive's L × S scores"
     assert peak["tiled"] < peak["naive"] / 8
+
+
+# --- the online-softmax step, shared with ring attention ---------------------------------
+
+
+@given(
+    n_blocks=st.integers(1, 5),
+    block=st.integers(1, 6),
+    order_seed=st.integers(0, 1000),
+    masked=st.booleans(),
+)
+def test_online_softmax_update_folds_blocks_in_any_order(n_blocks, block, order_seed, masked):
+    q, k, v = _qkv((2,), 3, n_blocks * block, 4, 5, seed=order_seed)
+    scores = q @ k.transpose(-2, -1) / 2.0  # (2, 3, S)
+    if masked:  # the first key block masked for every query: -inf scores
+        scores[..., :block] = -float("inf")
+    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(order_seed))
+    state = ma.start_online_softmax((2,), 3, 5, like=q, dtype=q.dtype)
+    for b in order.tolist():
+        part = slice(b * block, (b + 1) * block)
+        state = ma.online_softmax_update(state, scores[..., part], v[..., part, :])
+    expected = ma.masked_softmax(scores) @ v
+    torch.testing.assert_close(ma.finish_online_softmax(state), expected)
+    torch.testing.assert_close(
+        (state.row_max + state.row_sum.log()).squeeze(-1), torch.logsumexp(scores, dim=-1)
+    )
+
+
+def test_a_state_with_no_key_finishes_as_zeros():
+    q = torch.zeros(2, 3, 4)
+    state = ma.start_online_softmax((2,), 3, 4, like=q, dtype=q.dtype)
+    state = ma.online_softmax_update(state, torch.full((2, 3, 2), -float("inf")), q[:, :2])
+    out = ma.finish_online_softmax(state)
+    assert torch.isfinite(out).all() and (out == 0).all()
+
+
+def test_tiled_attention_calls_the_shared_update(monkeypatch):
+    """One implementation: tiled_attention's step is online_softmax_update itself."""
+    from mini_attn.attention import tiled
+
+    calls = []
+    original = tiled.online_softmax_update
+    monkeypatch.setattr(tiled, "online_softmax_update", lambda *a: calls.append(1) or original(*a))
+    q, k, v = _qkv((1,), 8, 10, 4)
+    ma.tiled_attention(q, k, v, block_size=3)
+    assert len(calls) == 4  # ceil(10 / 3) blocks of keys
