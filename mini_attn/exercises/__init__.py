@@ -12,6 +12,7 @@ from .ch03 import *
 from .ch04 import *
 from .ch05 import *
 from .ch06 import *
+from .ch07 import *
 from .ch08 import *
 from .ch09 import *
 from .ch10 import *
@@ -22,6 +23,7 @@ from . import ch03
 from . import ch04
 from . import ch05
 from . import ch06
+from . import ch07
 from . import ch08
 from . import ch09
 from . import ch10
@@ -34,6 +36,7 @@ __all__ = [
     *ch04.__all__,
     *ch05.__all__,
     *ch06.__all__,
+    *ch07.__all__,
     *ch08.__all__,
     *ch09.__all__,
     *ch10.__all__,
