@@ -54,6 +54,7 @@ def test_a_notebook_from_elsewhere_is_refused(tmp_path):
         grade(path)
 
 
+@pytest.mark.slow
 def test_a_crashing_checker_or_a_dead_kernel_fails_its_exercise_not_the_grading():
     """Exercise 1.1 solved; 1.2's checker crashes (ZeroDivisionError, not CheckFailed);
     1.3's answer kills the kernel: graded 1/3, each failure with its message."""
