@@ -101,7 +101,7 @@ class RemoveSolutions(SphinxTransform):
     the page, its text, code and outputs.
 
     It runs after sphinx-exercise has merged each ``solution-start`` … ``solution-end``
-    into one node labelled with its exercise (sphinx-exercise's own ``hide_solutions``
+    into one node naming its exercise, ``target_label`` (sphinx-exercise's own ``hide_solutions``
     drops only the start of a gated solution, and the build then fails on its orphaned
     end), and removes the nodes of the exercises whose cells the parser tagged
     ``solution``. A solution on the page that the parser did not tag is an error.
@@ -117,7 +117,7 @@ class RemoveSolutions(SphinxTransform):
 
         tagged = {cell.label for cell in chapter(path).cells if cell.is_solution}
         for node in list(self.document.findall(solution_node)):
-            if node.get("label") not in tagged:
+            if node.get("target_label") not in tagged:  # the exercise's label
                 LOGGER.error(f"course kit: a solution the chapter parser did not tag: {node}")
                 continue
             node.parent.remove(node)

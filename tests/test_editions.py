@@ -524,11 +524,34 @@ def test_the_students_book_removes_the_solutions_the_parser_tagged(caplog):
     config = SimpleNamespace(course_kit_students=True)
     document.settings.env = SimpleNamespace(docname=f"book/{path.stem}", config=config)
     for label in [*labels, "ex-unknown"]:
-        document += solution_node(label=label)
+        document += solution_node(label=f"{label}-solution", target_label=label)
     document += nodes.paragraph(text="kept")
     transform = course_kit.RemoveSolutions(document)
     transform.apply()
-    left = [n.get("label") for n in document.findall(solution_node)]
+    left = [n.get("target_label") for n in document.findall(solution_node)]
     assert left == ["ex-unknown"]
     assert "did not tag" in caplog.text
     assert len(document.children) == 2 and document.astext().strip() == "kept"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)
+def test_the_built_books_solutions_are_the_ones_the_parser_tagged(path, caplog):
+    """On the main build's doctree (after sphinx-exercise's merge), RemoveSolutions leaves
+    no solution and finds none that the parser did not tag."""
+    import pickle
+    from types import SimpleNamespace
+
+    from sphinx_exercise.nodes import solution_node
+
+    doctree = ROOT / "_build" / ".doctrees" / "book" / f"{path.stem}.doctree"
+    if not doctree.exists():
+        pytest.fail("the book is not built: run `make book` first (`make test` does)")
+    document = pickle.loads(doctree.read_bytes())
+    found = list(document.findall(solution_node))
+    assert len(found) == len(exercises(path))
+    config = SimpleNamespace(course_kit_students=True)
+    document.settings.env = SimpleNamespace(docname=f"book/{path.stem}", config=config)
+    course_kit.RemoveSolutions(document).apply()
+    assert not list(document.findall(solution_node))
+    assert "did not tag" not in caplog.text
