@@ -392,3 +392,16 @@ def test_the_gpu_script_passes_its_dry_run_on_the_cpu(tmp_path):
     collected = (tmp_path / "tests.log").read_text()
     assert "test_compiled_kernel_on_the_gpu" in collected  # the test ids exist
     assert "test_cuda_peak_memory_is_exact" in collected
+
+
+def test_host_ms_table_reads_old_records_too():
+    entry = {"method": "naive", "dtype": "float32", "head_dim": 64, "status": "ok"}
+    record = {
+        "results": [
+            {**entry, "seq_len": 512, "host_ms": 0.012},
+            {**entry, "seq_len": 1024},  # a record from before host_ms existed
+        ]
+    }
+    table = bench.bench_table(record, metric="host_ms", dtype="float32", head_dim=64)
+    assert table.splitlines()[0].startswith("host time per call")
+    assert table.splitlines()[2].split()[1:] == ["0.012", "n/a"]

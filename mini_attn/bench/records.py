@@ -168,6 +168,7 @@ _METRICS = {
     "min_ms": ("time (ms, min)", 1.0, "{:.3g}"),
     "tflops": ("achieved TFLOP/s", 1.0, "{:.3g}"),
     "peak_memory_bytes": ("peak extra memory (MiB)", 1 / 2**20, "{:.4g}"),
+    "host_ms": ("host time per call (ms, not synchronised)", 1.0, "{:.3g}"),
 }
 
 
@@ -182,8 +183,9 @@ def bench_table(record: dict, *, metric: str = "median_ms", dtype: str, head_dim
 
     Args:
         record (dict): a record from :func:`run_bench` or :func:`load_bench`.
-        metric (str): ``"median_ms"``, ``"min_ms"``, ``"tflops"`` or
-            ``"peak_memory_bytes"`` (shown in MiB). Default: ``"median_ms"``.
+        metric (str): ``"median_ms"``, ``"min_ms"``, ``"tflops"``,
+            ``"peak_memory_bytes"`` (shown in MiB) or ``"host_ms"``. Default:
+            ``"median_ms"``.
         dtype (str): which dtype's results.
         head_dim (int): which head size's results.
 
@@ -209,7 +211,8 @@ def bench_table(record: dict, *, metric: str = "median_ms", dtype: str, head_dim
             if entry is None:
                 cells.append("")
             elif entry["status"] == "ok":
-                cells.append(fmt.format(entry[metric] * factor))
+                value = entry.get(metric)  # host_ms: absent from records before it existed
+                cells.append("n/a" if value is None else fmt.format(value * factor))
             else:
                 cells.append(entry["status"])
         lines.append(method.ljust(width) + "".join(f"{c:>12}" for c in cells))
