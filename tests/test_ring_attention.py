@@ -74,6 +74,15 @@ def _all_cases(rank, world_size):
     bad_value = vb[..., :-1, :] if rank == world_size - 1 else vb  # invalid on one rank only
     seen["invalid on one rank"] = _error_message(lambda: ma.ring_attention(qb, kb, bad_value))
     seen["causal differs"] = _error_message(lambda: ma.ring_attention(qb, kb, vb, causal=rank == 0))
+    # a subgroup of the last two ranks, whose group ranks differ from their global ones
+    members = [world_size - 2, world_size - 1]
+    pair = dist.new_group(members)  # every rank must call new_group
+    if rank in members:
+        i = members.index(rank)
+        q2, k2, v2 = (x[..., :16, :] for x in (q, k, v))  # a sequence of 16, 8 per rank
+        out = ma.ring_attention(*(_blocks(x, i, 2) for x in (q2, k2, v2)), group=pair, causal=True)
+        expected2 = torch.nn.functional.scaled_dot_product_attention(q2, k2, v2, is_causal=True)
+        seen["subgroup"] = (out - _blocks(expected2, i, 2)).abs().max().item()
     # the group is still usable after the errors: one more correct call
     again = ma.ring_attention(qb, kb, vb)
     seen["after errors"] = (again - _blocks(expected, rank, world_size)).abs().max().item()
@@ -115,6 +124,16 @@ def test_bytes_per_rank_follow_the_formula(runs):
             counts = cases[dtype, True]
             assert counts["sent"] == counts["received"] == expected
             assert counts["messages"] == 4 * (world_size - 1)  # K and V, sent and received
+
+
+@pytest.mark.slow
+def test_a_subgroup_uses_its_own_ranks(runs):
+    world_size, seen = runs
+    members = [world_size - 2, world_size - 1]
+    for rank, cases in enumerate(seen):
+        assert ("subgroup" in cases) == (rank in members)
+        if rank in members:
+            assert cases["subgroup"] < 1e-5
 
 
 @pytest.mark.slow
