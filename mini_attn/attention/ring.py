@@ -38,7 +38,7 @@ def ring_causal_work(positions: torch.Tensor, chunk_size: int) -> torch.Tensor:
     ``block_source(r, t, W)`` and computes, for every pair of a query chunk and a key
     chunk, the whole ``chunk_size × chunk_size`` block of scores unless every key of the
     chunk comes after every query of the other (a causal skip), as
-    :func:`ring_attention` does with one chunk per rank.
+    :func:`~mini_attn.ring_attention` does with one chunk per rank.
 
     Args:
         positions (Tensor): ``(W, n)`` integer global positions, rank by rank.

@@ -124,8 +124,9 @@ def tiled_attention(
     time: for each block of keys it updates, per query, the running maximum ``m`` of the
     scores, the running sum ``l`` of their exponentials and the running weighted sum of the
     values, rescaling the old sums by :math:`e^{m_\text{old} - m_\text{new}}` (the online
-    softmax, :func:`online_softmax_update`). The memory of the forward pass is :math:`O(L \cdot \text{block\_size} + L E_v)`
-    instead of :math:`O(L S)`. Under autograd, every block is kept for the backward pass,
+    softmax, :func:`online_softmax_update`). The memory of the forward pass is
+    :math:`O(L \cdot \text{block\_size} + L E_v)` instead of :math:`O(L S)`. Under
+    autograd, every block is kept for the backward pass,
     so training memory is still :math:`O(L S)`: a fused kernel recomputes the blocks
     instead.
 
