@@ -82,6 +82,9 @@ def attainable_flops(intensity, peak_flops: float, bandwidth: float):
     Returns:
         float or array: ``min(peak_flops, intensity * bandwidth)`` in FLOP/s, the shape of
         ``intensity``.
+
+    Raises:
+        ValueError: if ``peak_flops`` or ``bandwidth`` is not positive.
     """
     if peak_flops <= 0 or bandwidth <= 0:
         raise ValueError(
