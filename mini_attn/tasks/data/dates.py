@@ -1,8 +1,8 @@
 """The date-normalisation task of chapter 2: human-written dates to ISO 8601.
 
 ``"Tue 3 March 1998"``, ``"03/03/98"`` or ``"the 3rd of March, 1998"`` become
-``"1998-03-03"``. Numeric dates are day first (``03/04/98`` is the 3rd of April), and
-two-digit years are read in the window 1950–2049, the range of every generated date, so
+``"1998-03-03"``. No numeric format puts the month first: ``03/04/98`` is the 3rd of
+April (day first) and ``1998/04/03`` writes the year first; two-digit years are read in the window 1950–2049, the range of every generated date, so
 that each source has exactly one correct answer. The calendar days are split between
 training, validation and test, so a test date was never seen in training, in any format.
 
