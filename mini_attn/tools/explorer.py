@@ -128,7 +128,7 @@ def _check_inputs(weights, tokens, key_tokens, titles):
 
 
 class AttentionExplorer(InteractiveFigure):
-    """An interactive view of attention weights; see :func:`attention_explorer`.
+    """An interactive view of attention weights; see :func:`~mini_attn.attention_explorer`.
 
     Attributes:
         weights (list of ndarray): one float32 array ``(layers, heads, L, S)`` per example.
@@ -392,12 +392,12 @@ def attention_explorer(
     tensor's indices).
 
     Args:
-        weights (Tensor or array, or a sequence of them): attention weights of shape
+        weights (Tensor or sequence): attention weights of shape
             :math:`(N_\\text{layers}, H, L, S)`, or one such tensor per example (the same
             number of layers and heads; ``L`` and ``S`` may differ). One matrix is
             ``weights[None, None]``.
-        tokens (sequence of str, or one per example): the ``L`` query tokens.
-        key_tokens (sequence of str, or one per example, optional): the ``S`` key tokens.
+        tokens (sequence): the ``L`` query tokens (str), or one such list per example.
+        key_tokens (sequence, optional): the ``S`` key tokens, or one list per example.
             Default: ``tokens`` (self-attention).
         titles (sequence of str, optional): a distinct name per example, shown in the menu.
         query_label (str): the name of the query axis. Default: ``"query token"``.
@@ -406,9 +406,10 @@ def attention_explorer(
             every head and layer. Default: the largest weight.
 
     Returns:
-        AttentionExplorer: displays itself in Jupyter and in the book (``text/html``, with an
-        ``image/png`` for PDF and notebooks without JavaScript); ``.to_html()`` gives the
-        fragment, ``.nbytes`` its size, ``.embedded_weights`` the numbers it embeds.
+        An :class:`~mini_attn.tools.explorer.AttentionExplorer`, which displays itself in
+        Jupyter and in the book (``text/html``, with an ``image/png`` for PDF and notebooks
+        without JavaScript); ``.to_html()`` gives the fragment, ``.nbytes`` its size,
+        ``.embedded_weights`` the numbers it embeds.
 
     Raises:
         ValueError: if a weight tensor is not 4-D or not finite, if the tokens do not match

@@ -82,7 +82,7 @@ class _Panel:
 
 
 class SliderFigure(InteractiveFigure):
-    """Panels whose series move with one slider; see :func:`slider_figure`.
+    """Panels whose series move with one slider; see :func:`~mini_attn.slider_figure`.
 
     Attributes:
         values (ndarray): the parameter's values, one per slider position.
@@ -234,7 +234,7 @@ def slider_figure(
     static book with no kernel; without JavaScript it is a static image at ``values[start]``.
 
     Args:
-        values (sequence of float): the parameter's values, one per slider position.
+        values (sequence): the parameter's values (float), one per slider position.
         name (str): the parameter's name, shown on the slider (e.g. ``"bandwidth h"``).
         start (int): the slider's first position (an index into ``values``). Default: 0.
         notes (sequence of str, optional): one line of text per value, shown under the slider
@@ -242,7 +242,8 @@ def slider_figure(
         digits (int): significant digits of the value shown on the slider. Default: 3.
 
     Returns:
-        SliderFigure: add panels to it; it displays itself in Jupyter and in the book.
+        A :class:`~mini_attn.tools.sliders.SliderFigure`: add panels to it; it displays
+        itself in Jupyter and in the book.
 
     Raises:
         ValueError: if ``values`` is not 1-D and finite, ``start`` is not one of its
