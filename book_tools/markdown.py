@@ -16,8 +16,9 @@ from pathlib import Path
 from pybtex.database import parse_file
 from sphinx.pycode import ModuleAnalyzer
 
-from book_tools.chapters import BOOK, CHAPTERS, Directive, chapter, directives
+from book_tools.chapters import BOOK, CHAPTERS, chapter
 from book_tools.literalinclude import code_without_docstring
+from book_tools.myst import Directive, directives
 
 BIBLIOGRAPHY = BOOK / "references.bib"
 ADMONITIONS = ("admonition", "note", "tip", "important", "warning")
