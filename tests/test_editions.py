@@ -129,6 +129,22 @@ def test_student_edition_removes_solutions_and_keeps_stubs_and_checkers(built_ed
         assert first_paragraph not in markdown
 
 
+def test_markdown_shows_what_the_page_shows():
+    """A ``:no-docstring:`` include becomes the code the page shows (the docstring dropped),
+    a citation "Author, year" from the BibTeX file (pybtex), a target disappears."""
+    from book_tools.literalinclude import code_without_docstring
+
+    path = CHAPTERS[0]
+    markdown = "\n".join(
+        c.source for c in editions(path)["instructor"].cells if c.cell_type == "markdown"
+    )
+    shown = code_without_docstring(ROOT / "mini_attn/core/softmax.py", "masked_softmax")
+    assert f"```python\n{shown.rstrip()}\n```" in markdown
+    assert '"""' not in shown and "{literalinclude}" not in markdown
+    assert "(James, 1890)" in markdown and "{cite:p}" not in markdown
+    assert "(ch-what-is-attention)=" not in markdown
+
+
 def test_export_writes_every_edition_and_is_deterministic(tmp_path):
     first = export(CHAPTERS[:1], tmp_path / "a", repository_url="")
     second = export(CHAPTERS[:1], tmp_path / "b", repository_url="")
