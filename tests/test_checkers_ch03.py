@@ -348,3 +348,12 @@ def test_topk_accepts_a_second_correct_answer(capsys):
 def test_topk_names_the_missing_scatter():
     with pytest.raises(CheckFailed, match="scatter the softmax of the k best scores"):
         check_topk_weights(topk_without_scatter)
+
+
+def test_gumbel_max_checker_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with pytest.raises(CheckFailed):
+        check_gumbel_max_sample(sample_ignoring_generator)  # draws from the global RNG
+    torch.testing.assert_close(torch.rand(3), expected)

@@ -200,8 +200,14 @@ def _noise_shared_across_rows(fn, scores: torch.Tensor, n: int) -> bool:
 def check_gumbel_max_sample(fn) -> None:
     """Exercise 3.3: ``fn(scores (..., S), generator) -> (...)`` int64 draws from the softmax.
 
-    Counts the draws over many rows and compares the frequencies with the softmax.
+    Counts the draws over many rows and compares the frequencies with the softmax. The
+    learner's global RNG is left as it was, even if ``fn`` draws from it.
     """
+    with torch.random.fork_rng(devices=[]):
+        _check_gumbel_max_sample(fn)
+
+
+def _check_gumbel_max_sample(fn) -> None:
     n = 20_000
     shape_case = "scores of shape (2, 3, 5)"
     got = call(fn, shape_case, torch.randn(2, 3, 5), torch.Generator().manual_seed(0))
