@@ -89,6 +89,8 @@ def lint(paths: list[Path], line_length: int = LINE_LENGTH) -> list[Problem]:
             *(sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "json"),
             *("--config", str(ROOT / "pyproject.toml")),
             *("--config", f"line-length = {line_length}"),
+            # in the temporary folder ruff cannot see that mini_attn is the project's own
+            *("--config", "lint.isort.known-first-party = ['mini_attn', 'book_tools']"),
             *("--ignore", ",".join(_ignores())),
             *scripts,
         ]

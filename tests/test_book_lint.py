@@ -48,6 +48,15 @@ def test_a_line_that_fits_and_the_notebook_idioms_pass(tmp_path):
     assert {"E402", "F811"} == set(NOTEBOOK_IGNORES)
 
 
+def test_imports_sort_with_mini_attn_as_the_projects_own(tmp_path):
+    """As in the repository, mini_attn is first-party: after the third-party imports."""
+    good = "import torch\n\nimport mini_attn as ma\n\nma.seed_everything(torch.initial_seed())\n"
+    bad = "import mini_attn as ma\nimport torch\n\nma.seed_everything(torch.initial_seed())\n"
+    assert lint([_chapter(tmp_path, f"```{{code-cell}} ipython3\n{good}```\n")]) == []
+    problems = lint([_chapter(tmp_path, f"```{{code-cell}} ipython3\n{bad}```\n")])
+    assert [p.code for p in problems] == ["I001"]
+
+
 def test_the_percent_script_maps_every_code_line_back(tmp_path):
     body = "```{code-cell} ipython3\na = 1\n\nb = 2\n```\n\n```{code-cell} ipython3\nc = 3\n```\n"
     path = _chapter(tmp_path, body)
