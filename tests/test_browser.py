@@ -229,13 +229,12 @@ def _exercise_explorer(page, d: int, container, name: str, shot: str) -> None:
 
     _changes(page, container, hover_last_row, "hovering a row of the heat map", name, shot)
     assert page.evaluate(_TITLE, [d, "bars"]) != title, f"{name}: the hovered query is not shown"
-    handles = container.locator(".noUi-handle")
+    handles = [h for h in container.locator(".noUi-handle").all() if h.is_visible()]
     heat_title = page.evaluate(_TITLE, [d, "heat"])
-    if handles.count():
-        last = handles.nth(handles.count() - 1)  # the head slider (the layer's if one head)
-        _changes(page, container, lambda: _press(last, "ArrowRight", 3), "a slider", name,
-                 f"{shot}-slider")  # fmt: skip
-    else:
+    if handles:  # the head slider (the layer's if there is one head)
+        _changes(page, container, lambda: _press(handles[-1], "ArrowRight", 3), "a slider",
+                 name, f"{shot}-slider")  # fmt: skip
+    else:  # one layer and one head: the example menu
         select = container.locator("select")
         options = select.locator("option").all_text_contents()
         _changes(page, container, lambda: select.select_option(options[-1]), "the example menu",

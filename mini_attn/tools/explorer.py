@@ -17,7 +17,8 @@ from .interactive import InteractiveFigure
 
 __all__ = ["AttentionExplorer", "attention_explorer"]
 
-_CELL = 24  # pixels per token in the heat maps
+_CELL = 24  # pixels per token in the heat maps, at most
+_WIDTH = 720  # pixels: the book's text column is about 750 wide
 
 # The JavaScript of the figure: one function that redraws every panel from the embedded weights.
 _REDRAW = """
@@ -59,7 +60,8 @@ if (heads) {
 }
 const where = [N > 1 ? `layer ${layer}` : "", H > 1 ? `head ${head}` : ""]
   .filter(s => s).join(", ");
-heat.title.text = (meta.titles.length > 1 ? meta.titles[ex] + ": " : "") + where;
+heat.title.text = [meta.titles.length > 1 ? meta.titles[ex] : "", where]
+  .filter(s => s).join(": ");
 bars.title.text = `query "${qt[q]}"` + (where ? ` (${where})` : "") + ": its weights";
 state.data = {example: [ex], query: [q]};
 """
@@ -176,7 +178,9 @@ class AttentionExplorer(InteractiveFigure):
         where = ", ".join([f"layer {layer}"] * (layers > 1) + [f"head {head}"] * (n_heads > 1))
         token = self.queries[example][query]
         return {
-            "heat": (f"{self.titles[example]}: " if len(self.titles) > 1 else "") + where,
+            "heat": ": ".join(
+                t for t in [self.titles[example] * (len(self.titles) > 1), where] if t
+            ),
             "bars": f'query "{token}"' + (f" ({where})" if where else "") + ": its weights",
             "heads": f'query "{token}": every head of layer {layer}',
         }
@@ -226,7 +230,8 @@ class AttentionExplorer(InteractiveFigure):
         klabels = ColumnDataSource({"t": self.keys[0]})
         colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self.vmax)
         label_code = "const t = Math.round(tick); return t === tick ? (src.data.t[t] ?? '') : '';"
-        width = max(320, _CELL * n_keys + 140)
+        cell = max(12, min(_CELL, (_WIDTH - 160) // n_keys))  # long inputs: smaller cells
+        width = max(320, cell * n_keys + 160)
         tickers_x = []
 
         def key_axis(fig):
@@ -241,7 +246,7 @@ class AttentionExplorer(InteractiveFigure):
 
         heat = figure(
             width=width,
-            height=max(260, _CELL * n_queries + 130),
+            height=max(260, cell * n_queries + 130),
             x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
             y_range=Range1d(len(self.queries[0]) - 0.5, -0.5),
             tools="",

@@ -153,7 +153,7 @@ class SliderFigure(InteractiveFigure):
             raise ValueError("the figure has no series: add panels with .panel().line(...)")
         k = self.start
         moving, figures = [], []
-        width = 420 if len(self.panels) > 1 else 560
+        width = 560 if len(self.panels) == 1 else 720 // len(self.panels)  # a ~750 px column
         for p in self.panels:
             fig = figure(
                 width=width, height=320, title=p.title, tools="", toolbar_location=None,
