@@ -138,10 +138,10 @@ def check_positive_int(value, name: str) -> int:
 
 
 def check_qkv(query, key, value) -> None:
-    """Check queries ``(..., L, E)``, keys ``(..., S, E)`` and values ``(..., S, Ev)``.
+    """Check queries ``(..., L, D)``, keys ``(..., S, D)`` and values ``(..., S, Dv)``.
 
     Floating-point tensors with at least two dimensions, queries and keys of one size
-    ``E``, one value per key, and batch dimensions that broadcast.
+    ``D``, one value per key, and batch dimensions that broadcast.
 
     Raises:
         TypeError: an argument is not a floating-point tensor.
@@ -152,7 +152,7 @@ def check_qkv(query, key, value) -> None:
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(
             f"query {fmt_shape(query.shape)} and key {fmt_shape(key.shape)} must have the same "
-            "last dimension E (a score is a dot product of a query and a key)"
+            "last dimension D (a score is a dot product of a query and a key)"
         )
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(
