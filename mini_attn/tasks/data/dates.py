@@ -2,9 +2,10 @@
 
 ``"Tue 3 March 1998"``, ``"03/03/98"`` or ``"the 3rd of March, 1998"`` become
 ``"1998-03-03"``. No numeric format puts the month first: ``03/04/98`` is the 3rd of
-April (day first) and ``1998/04/03`` writes the year first; two-digit years are read in the window 1950–2049, the range of every generated date, so
-that each source has exactly one correct answer. The calendar days are split between
-training, validation and test, so a test date was never seen in training, in any format.
+April (day first) and ``1998/04/03`` writes the year first; two-digit years are read in
+the window 1950–2049, the range of every generated date, so that each source has exactly
+one correct answer. The calendar days are split between training, validation and test,
+so a test date was never seen in training, in any format.
 
 The harder variant hides the date in a sentence of random filler words (up to
 ``max_length`` characters), so that the model must also find it.
