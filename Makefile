@@ -16,7 +16,7 @@ CHAPTERS := $(wildcard book/[0-9]*.md)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book student-book test check lint lint-book format serve notebooks chapter clean
+.PHONY: help install book student-book test check lint lint-book format-book format serve notebooks chapter clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ student-book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## the book without solutions, for
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check mini_attn tests scripts _ext book_tools
 	$(BIN)/ruff format --check mini_attn tests scripts _ext book_tools
+
+format-book: $(STAMP)  ## format the chapters' code cells (ruff format at the book's line length)
+	$(BIN)/python -m book_tools.lint --format
 
 lint-book: $(STAMP)  ## ruff's rules on the chapters' code cells, errors at book/NN-name.md:line
 	$(BIN)/python -m book_tools.lint
