@@ -76,7 +76,12 @@ def hard_attention(
         ``index`` of shape :math:`(..., L)` (int64), the chosen keys. A query whose keys are
         all masked gets ``index = -1`` and a zero context row.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``Ev`` value size, ``...`` batch dimensions.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``Ev``: value size
+    - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
     index = _fill_masked(scores, mask).argmax(dim=-1)  # (..., L): the best allowed key
@@ -114,7 +119,12 @@ def sample_attention(
         whose keys are all masked gets ``index = -1``, a zero context row and
         ``log_prob = 0``.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``Ev`` value size, ``...`` batch dimensions.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``Ev``: value size
+    - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
     n_keys = scores.shape[-1]
@@ -171,7 +181,12 @@ def gumbel_softmax_attention(
         :math:`(..., L, S)` (one-hot if ``hard``). A query whose keys are all masked gets
         zero weights and a zero context row.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``Ev`` value size, ``...`` batch dimensions.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``Ev``: value size
+    - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
     if not tau > 0:
@@ -210,7 +225,12 @@ def topk_attention(
         :math:`(..., L, S)`, at most ``k`` non-zero per row, summing to 1 (or all zero if
         every key of the row is masked).
 
-    Shape legend: ``L`` queries, ``S`` keys, ``Ev`` value size, ``...`` batch dimensions.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``Ev``: value size
+    - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
     n_keys = scores.shape[-1]

@@ -66,7 +66,12 @@ def attention_pooling(
         ValueError: an unknown ``kernel``, a bandwidth that is not positive, or shapes
             that do not match (the message names them).
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``E``: query/key size
+    - ``Ev``: value size
     """
     queries, keys, values, scalar = _check_pooling(queries, keys, values, kernel, bandwidth)
     sq_dist = squared_distances(queries, keys) / bandwidth**2  # (..., L, S): d² / h²

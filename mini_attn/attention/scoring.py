@@ -46,11 +46,15 @@ def dot_product_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor: the scores, shape :math:`(..., L, S)`.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``...`` batch
-    dimensions (they broadcast).
-
     Raises:
         ValueError: ``query`` and ``key`` differ in their last dimension.
+
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``E``: query/key size
+    - ``...``: batch dimensions (they broadcast)
     """
     _check_query_key(query, key)
     if query.shape[-1] != key.shape[-1]:
@@ -71,11 +75,15 @@ def scaled_dot_product_score(query: torch.Tensor, key: torch.Tensor) -> torch.Te
     Returns:
         Tensor: the scores, shape :math:`(..., L, S)`.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``...`` batch
-    dimensions (they broadcast).
-
     Raises:
         ValueError: ``query`` and ``key`` differ in their last dimension.
+
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``E``: query/key size
+    - ``...``: batch dimensions (they broadcast)
     """
     return dot_product_score(query, key) / math.sqrt(query.shape[-1])
 
@@ -96,7 +104,11 @@ class AdditiveScore(nn.Module):
         key_proj (nn.Linear): :math:`W_k`, ``Ek → A``, no bias.
         out (nn.Linear): :math:`w^\top`, ``A → 1``, no bias.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``...`` batch dimensions (they broadcast).
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``...``: batch dimensions (they broadcast)
     """
 
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
@@ -136,7 +148,11 @@ class BilinearScore(nn.Module):
         weight (nn.Parameter): :math:`W`, shape :math:`(Eq, Ek)`, initialised with
             standard deviation :math:`1/\sqrt{Ek}`.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``...`` batch dimensions (they broadcast).
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``...``: batch dimensions (they broadcast)
     """
 
     def __init__(self, query_dim: int, key_dim: int) -> None:

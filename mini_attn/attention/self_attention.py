@@ -39,8 +39,12 @@ class SelfAttention(nn.Module):
             Default: ``embed_dim``.
         bias (bool): add a learned bias to each projection. Default: False.
 
-    Shape legend: ``...`` any batch dimensions, ``N`` positions, ``E`` input size,
-    ``D`` head size.
+    Shape legend:
+
+    - ``...``: any batch dimensions
+    - ``N``: positions
+    - ``E``: input size
+    - ``D``: head size
     """
 
     def __init__(self, embed_dim: int, head_dim: int | None = None, *, bias: bool = False):

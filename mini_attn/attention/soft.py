@@ -30,14 +30,18 @@ def soft_attention(
         (Tensor, Tensor): ``context`` of shape :math:`(..., L, Ev)` and ``weights`` of
         shape :math:`(..., L, S)`.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``Ev`` value size, ``...`` batch dimensions
-    (they broadcast).
-
     Raises:
         TypeError: ``scores`` or ``values`` is not a floating-point tensor, or ``mask`` is
             not boolean.
         ValueError: ``scores`` and ``values`` disagree on the number of keys ``S``, or
             ``mask`` does not broadcast to ``scores``.
+
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``Ev``: value size
+    - ``...``: batch dimensions (they broadcast)
     """
     for name, x in (("scores", scores), ("values", values)):
         check_floating(check_tensor(x, name, min_ndim=2), name)

@@ -85,7 +85,11 @@ def online_softmax_update(
     Returns:
         OnlineSoftmax: the state after this block.
 
-    Shape legend: ``L`` queries, ``b`` keys in the block, ``Ev`` value size.
+    Shape legend:
+
+    - ``L``: queries
+    - ``b``: keys in the block
+    - ``Ev``: value size
     """
     row_max, row_sum, acc = state
     # the new running max; the shift is 0 for a row that has seen no key yet (max -inf)
@@ -147,8 +151,13 @@ def tiled_attention(
     Returns:
         Tensor: the output, shape :math:`(..., L, Ev)`, dtype of ``query``.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``E`` query/key size, ``Ev`` value size,
-    ``...`` any batch dimensions (they broadcast).
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``E``: query/key size
+    - ``Ev``: value size
+    - ``...``: any batch dimensions (they broadcast)
     """
     check_qkv(query, key, value)
     check_positive_int(block_size, "block_size")

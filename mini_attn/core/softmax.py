@@ -35,11 +35,15 @@ def masked_softmax(
         Tensor: the weights, same shape and dtype as ``scores``; non-negative, each
         slice along ``dim`` sums to 1, or is all zeros if fully masked.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``...`` any batch dimensions.
-
     Raises:
         TypeError: ``scores`` is not a floating-point tensor, or ``mask`` is not boolean.
         ValueError: ``mask`` does not broadcast to ``scores``, or ``dim`` is out of range.
+
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``...``: any batch dimensions
     """
     check_floating(check_tensor(scores, "scores", min_ndim=1), "scores")
     dim = check_dim(dim, scores.dim())

@@ -67,7 +67,10 @@ def image_patches(images: torch.Tensor, patch_size: int = PATCH) -> torch.Tensor
         (W / patch_size)``; patch ``p`` is row ``p // (W / patch_size)``, column
         ``p % (W / patch_size)`` of the grid.
 
-    Shape legend: ``B`` images, ``P`` patches.
+    Shape legend:
+
+    - ``B``: images
+    - ``P``: patches
     """
     check_tensor(images, "images", ndim=3)
     batch, height, width = images.shape

@@ -61,7 +61,11 @@ class EncoderBlock(nn.Module):
             return ``(output, weights)`` with ``output`` of shape :math:`(..., N, E)`.
         mlp_dim (int, optional): the hidden size of the MLP. Default: ``4 * embed_dim``.
 
-    Shape legend: ``...`` any batch dimensions, ``N`` positions, ``E`` embedding size.
+    Shape legend:
+
+    - ``...``: any batch dimensions
+    - ``N``: positions
+    - ``E``: embedding size
     """
 
     def __init__(self, embed_dim: int, attention: nn.Module, *, mlp_dim: int | None = None):
@@ -113,7 +117,12 @@ class TinyEncoder(nn.Module):
             create its attention module (see :class:`EncoderBlock`). Default: a
             :class:`~mini_attn.SelfAttention` of size ``E``.
 
-    Shape legend: ``B`` batch, ``N`` positions, ``E`` embedding size, ``V`` vocabulary.
+    Shape legend:
+
+    - ``B``: batch
+    - ``N``: positions
+    - ``E``: embedding size
+    - ``V``: vocabulary
     """
 
     def __init__(

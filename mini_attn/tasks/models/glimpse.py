@@ -66,8 +66,12 @@ class GlimpseClassifier(nn.Module):
         scorer_dim (int): the scorer's hidden size. Default: 32.
         n_classes (int): the number of classes ``C``. Default: 10.
 
-    Shape legend: ``B`` images, ``P`` patches per image, ``p²`` pixels per patch,
-    ``C`` classes.
+    Shape legend:
+
+    - ``B``: images
+    - ``P``: patches per image
+    - ``p²``: pixels per patch
+    - ``C``: classes
     """
 
     def __init__(

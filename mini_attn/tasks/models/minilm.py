@@ -134,7 +134,10 @@ def _padding_from_attention_mask(attention_mask: torch.Tensor, n_tokens: int) ->
         ValueError: its shape is not ``(B, N)``, or an integer mask holds values other
             than 0 and 1.
 
-    Shape legend: ``B`` sentences, ``N`` tokens.
+    Shape legend:
+
+    - ``B``: sentences
+    - ``N``: tokens
     """
     check_tensor(attention_mask, "attention_mask", ndim=2)
     if attention_mask.is_floating_point() or attention_mask.is_complex():
@@ -175,7 +178,11 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
         TypeError, ValueError: as ``_padding_from_attention_mask``, or ``hidden`` is not
             a 3-D tensor.
 
-    Shape legend: ``B`` sentences, ``N`` tokens, ``E`` features.
+    Shape legend:
+
+    - ``B``: sentences
+    - ``N``: tokens
+    - ``E``: features
     """
     check_tensor(hidden, "hidden", ndim=3)
     check_tensor(attention_mask, "attention_mask", ndim=2)
@@ -202,7 +209,12 @@ class MiniLMLayer(nn.Module):
         ffn_dim (int): the hidden size of the feed-forward block.
         eps (float): the layer norms' epsilon. Default: 1e-12, BERT's.
 
-    Shape legend: ``B`` batch, ``N`` tokens, ``E`` model dimension, ``H`` heads.
+    Shape legend:
+
+    - ``B``: batch
+    - ``N``: tokens
+    - ``E``: model dimension
+    - ``H``: heads
     """
 
     def __init__(self, embed_dim: int, num_heads: int, ffn_dim: int, *, eps: float = 1e-12):
@@ -241,7 +253,12 @@ class MiniLM(nn.Module):
         type_vocab_size (int): the number of segment ids. Default: 2.
         eps (float): the layer norms' epsilon. Default: 1e-12.
 
-    Shape legend: ``B`` sentences, ``N`` tokens, ``E`` model dimension, ``H`` heads.
+    Shape legend:
+
+    - ``B``: sentences
+    - ``N``: tokens
+    - ``E``: model dimension
+    - ``H``: heads
     """
 
     def __init__(

@@ -49,9 +49,14 @@ class Seq2Seq(nn.Module):
             fixed summary of the source alone (False, the baseline). Default: True.
         bos_id (int): the begin-of-sequence id, the decoder's first input. Default: 1.
 
-    Shape legend: ``B`` batch, ``S`` source length, ``T`` target length, ``M`` encoder
-    state size, ``Hd`` decoder state size (not a number of heads), ``V`` target
-    vocabulary size.
+    Shape legend:
+
+    - ``B``: batch
+    - ``S``: source length
+    - ``T``: target length
+    - ``M``: encoder state size
+    - ``Hd``: decoder state size (not a number of heads)
+    - ``V``: target vocabulary size
     """
 
     def __init__(
