@@ -1,6 +1,6 @@
 """The book's interactive figures load the ONE copy of BokehJS served with the book.
 
-A figure of :mod:`mini_attn.tools.interactive` executed in a fresh kernel carries BokehJS
+A figure of :mod:`mini_attn.tools.interactive` displayed by a kernel carries BokehJS
 inlined (about 1.7 MB, so that it works in Jupyter offline). On every page with such a figure,
 this extension removes the inlined copy and loads instead the files that ``make book`` copies
 from the installed ``bokeh`` wheel into ``_assets/bokeh/`` (served at ``bokeh/`` by

@@ -5,11 +5,12 @@ the figure (``CustomJS``): everything it shows is computed in Python beforehand,
 in a static HTML page with no kernel, in a notebook saved and reopened, and in Jupyter
 (classic, Lab, Notebook 7) with no network:
 
-- **In Jupyter**, the first interactive figure displayed by a Python session carries BokehJS
-  itself (the ``bokeh.min.js`` and ``bokeh-widgets.min.js`` of the installed ``bokeh``
-  wheel, about 1.7 MB), inlined once; the later figures of the session reuse it. No CDN, no
-  kernel comms: a saved notebook shows its figures without a kernel.
-- **In the book**, the Sphinx extension ``_ext/bokeh_figures.py`` removes that inlined copy
+- **In Jupyter**, every interactive figure's output carries BokehJS itself (the
+  ``bokeh.min.js`` and ``bokeh-widgets.min.js`` of the installed ``bokeh`` wheel, about
+  1.7 MB), which defines it only where the page does not have it yet: a figure works in a
+  reloaded page, a second tab or a re-run cell, whatever ran before. No CDN, no kernel
+  comms: a saved (trusted) notebook shows its figures without a kernel.
+- **In the book**, the Sphinx extension ``book_tools/bokeh_figures.py`` removes the inlined copies
   from the page and loads the one copy of BokehJS served with the book (``make book`` copies
   it from the wheel into ``_assets/bokeh/``, as it copies MathJax), so each page carries only
   its figures' data.
@@ -37,8 +38,6 @@ BOKEHJS_BUNDLES = ("bokeh", "bokeh-widgets")
 LOADER_ATTRIBUTE = "data-mini-attn-bokehjs"
 #: the class of every figure's container (the book's extension looks for it)
 FIGURE_CLASS = "mini-attn-bokeh"
-
-_session = {"bokehjs_sent": False}
 
 
 def bokehjs_files() -> list[Path]:
@@ -194,10 +193,10 @@ class InteractiveFigure:
         return json.loads(html.unescape(match.group(1).replace("\\\\", "\\")))
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        first = not _session["bokehjs_sent"]
-        _session["bokehjs_sent"] = True
+        # BokehJS in every output (defined once per page): a figure shown in a reloaded page,
+        # a second tab or a re-run cell draws, whichever cells ran before
         return {
-            "text/html": self.to_html(include_bokehjs=first),
+            "text/html": self.to_html(include_bokehjs=True),
             "image/png": base64.b64encode(self.static_png).decode(),
             "text/plain": repr(self),
         }
