@@ -383,8 +383,8 @@ def test_the_gpu_script_passes_its_dry_run_on_the_cpu(tmp_path):
     assert "estimated on an H100" in budget and "of 360" in budget and "failed: none" in budget
     total = int(budget.split("total at most ")[1].split(" s")[0])
     imports = int(budget.split("python + imports ")[1].split(" ")[0])  # measured: load-bound
-    # the stated start and the timeouts leave 10 s for the imports, a few seconds on the GPU
-    assert total - imports <= 350, "the GPU run must fit in six minutes, its start included"
+    # the stated start and the timeouts leave 15 s for three python starts on the GPU machine
+    assert total - imports <= 345, "the GPU run must fit in six minutes, its start included"
     records = bench.load_records(tmp_path / "data")
     assert sorted(r["settings"]["preset"] for r in records) == ["fill", "full"]
     assert not list((Path(__file__).resolve().parents[1] / "book" / "data").glob("*custom*"))
