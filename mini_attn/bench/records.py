@@ -232,7 +232,7 @@ def plot_bench(
     """Plot one metric against the sequence length, a line per method, log-log.
 
     A method that ran out of memory ends with a cross at its last length, labelled in
-    the legend.
+    the legend. Rates below 1 TFLOP/s (a CPU) are drawn in GFLOP/s.
 
     Args:
         record (dict): a record from :func:`run_bench` or :func:`load_bench`.
@@ -255,6 +255,9 @@ def plot_bench(
 
     label, factor, _ = _metric_format(metric)
     table = _results_by_method(record, dtype, head_dim)
+    rates = [e.get("tflops") or 0 for row in table.values() for e in row.values()]
+    if metric == "tflops" and max(rates, default=0) < 1:  # a CPU: GFLOP/s reads better
+        label, factor = "achieved GFLOP/s", 1e3
     if methods is None:
         methods = [m for m, row in table.items() if any(e["status"] == "ok" for e in row.values())]
     if ax is None:
