@@ -199,6 +199,8 @@ if triton is not None:
             )  # bottom-right
         elif MASK == 4:
             allowed = cols[None, :] <= rows[:, None]  # the padding keys' mask dropped
+        elif MASK == 5:  # right too, written differently: i - j ≥ 0
+            allowed = allowed & ((rows[:, None] - cols[None, :]) >= 0)
         scores = tl.where(allowed, scores, float("-inf"))
         weights = tl.exp(scores - tl.max(scores, axis=1)[:, None])
         weights = weights / tl.sum(weights, axis=1)[:, None]
@@ -239,6 +241,13 @@ if triton is not None:
         BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
     ):  # fmt: skip
         attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 4)
+
+    @triton.jit
+    def causal_by_difference(
+        Q, K, V, Out, n_queries, n_keys, scale,
+        BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        attention_with_mask(Q, K, V, Out, n_queries, n_keys, scale, BLOCK_L, BLOCK_S, HEAD_DIM, 5)
 
     @triton.jit
     def softmax_stride_block(X, Out, n_cols, BLOCK: tl.constexpr):
@@ -350,6 +359,12 @@ def test_a_compiled_kernel_without_gpu_says_how_to_interpret():
 @needs_triton
 def test_causal_reference_passes(capsys):
     check_causal_single_block_kernel(causal_right)
+    assert "✓ causal_single_block_kernel" in capsys.readouterr().out
+
+
+@needs_triton
+def test_a_different_correct_causal_kernel_passes(capsys):
+    check_causal_single_block_kernel(causal_by_difference)
     assert "✓ causal_single_block_kernel" in capsys.readouterr().out
 
 
