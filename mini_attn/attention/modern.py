@@ -52,7 +52,12 @@ class RotaryAttention(MultiHeadAttention):
         bias (bool): biases in the projections. Default: False (as Llama).
         dropout (float): dropout on the attention weights. Default: 0.
 
-    Shape legend: ``B`` batch, ``L`` positions, ``E`` model dimension, ``H`` heads.
+    Shape legend:
+
+    - ``B``: batch
+    - ``L``: positions
+    - ``E``: model dimension
+    - ``H``: heads
     """
 
     def __init__(
@@ -149,8 +154,13 @@ class LatentAttention(nn.Module):
         eps (float): the RMSNorms' epsilon. Default: 1e-6.
         bias (bool): biases on the down projections and the output. Default: False.
 
-    Shape legend: ``B`` batch, ``L`` positions, ``S`` keys, ``E`` model dimension,
-    ``H`` heads.
+    Shape legend:
+
+    - ``B``: batch
+    - ``L``: positions
+    - ``S``: keys
+    - ``E``: model dimension
+    - ``H``: heads
     """
 
     def __init__(
