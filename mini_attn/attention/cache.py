@@ -37,7 +37,7 @@ class KVCache:
 
     @property
     def n_seen(self) -> int:
-        """The number of positions seen, cached or not: the position of the next one."""
+        """int: the number of positions seen, cached or not (the position of the next one)."""
         return len(self)
 
     def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
