@@ -23,8 +23,9 @@ def masked_softmax(
 
     Args:
         scores (Tensor): attention scores, shape :math:`(..., L, S)` (any shape works;
-            the softmax runs over ``dim``). A score of ``-inf`` acts like a masked
-            position; ``+inf`` and NaN are not meaningful scores.
+            the softmax runs over ``dim``). A score of ``-inf`` gets weight 0, like a
+            masked position, but a row must have a mask to get zeros when every score
+            is ``-inf``; ``+inf`` and NaN are not meaningful scores.
         mask (Tensor, optional): boolean, broadcastable to ``scores``; ``True`` where a
             query may attend to a key (the convention of
             :func:`torch.nn.functional.scaled_dot_product_attention`). Default: None,
@@ -54,7 +55,8 @@ def masked_softmax(
         x = x.masked_fill(~mask, float("-inf"))  # masked keys: exp(-inf) = 0
     # torch.softmax subtracts the row maximum before exp, so large scores cannot overflow
     weights = torch.softmax(x, dim=dim)
-    # a row with every position masked (every score -inf) is 0/0 = NaN: give it zeros
-    empty = torch.isneginf(x).all(dim=dim, keepdim=True)
-    weights = weights.masked_fill(empty, 0.0)
+    if mask is not None:
+        # a row with every position masked is 0/0 = NaN: give it zeros instead
+        mask = mask.reshape((1,) * (x.dim() - mask.dim()) + mask.shape)  # as many dims as x
+        weights = weights.masked_fill(~mask.any(dim=dim, keepdim=True), 0.0)
     return weights.to(scores.dtype)
