@@ -20,8 +20,13 @@ class KVCache:
     ``update(key, value)`` appends this step's keys and values along dim −2 and returns all
     of them; ``len(cache)`` is the number of cached positions.
 
-    Shape legend: ``B`` batch, ``Hkv`` key/value heads, ``S`` positions, ``D`` head size,
-    ``Dv`` value head size.
+    Shape legend:
+
+    - ``B``: batch
+    - ``Hkv``: key/value heads
+    - ``S``: positions
+    - ``D``: head size
+    - ``Dv``: value head size
     """
 
     def __init__(self) -> None:

@@ -43,8 +43,12 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
         Tensor: shape :math:`(..., H, N, D)`; head ``h`` holds the features
         ``h·D … (h+1)·D - 1`` of every position.
 
-    Shape legend: ``N`` sequence length, ``H`` heads, ``D`` head size, ``...`` batch
-    dimensions (usually ``B``).
+    Shape legend:
+
+    - ``N``: sequence length
+    - ``H``: heads
+    - ``D``: head size
+    - ``...``: batch dimensions (usually ``B``)
     """
     check_tensor(x, "x", min_ndim=2)
     check_positive_int(num_heads, "num_heads")
@@ -66,8 +70,12 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor: shape :math:`(..., N, H \cdot D)`, head ``h`` in features ``h·D … (h+1)·D - 1``.
 
-    Shape legend: ``N`` sequence length, ``H`` heads, ``D`` head size, ``...`` batch
-    dimensions (usually ``B``).
+    Shape legend:
+
+    - ``N``: sequence length
+    - ``H``: heads
+    - ``D``: head size
+    - ``...``: batch dimensions (usually ``B``)
     """
     check_tensor(x, "x", min_ndim=3)
     x = x.transpose(-3, -2)  # (..., N, H, D)
@@ -166,8 +174,15 @@ class MultiHeadAttention(nn.Module):
         v_proj (nn.Linear): ``E → Hkv·D``.
         out_proj (nn.Linear): ``H·D → E``.
 
-    Shape legend: ``B`` batch, ``H`` query heads, ``Hkv`` key/value heads, ``L`` queries,
-    ``S`` keys, ``E`` model dimension, ``D`` head size.
+    Shape legend:
+
+    - ``B``: batch
+    - ``H``: query heads
+    - ``Hkv``: key/value heads
+    - ``L``: queries
+    - ``S``: keys
+    - ``E``: model dimension
+    - ``D``: head size
     """
 
     def __init__(

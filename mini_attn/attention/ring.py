@@ -103,9 +103,13 @@ def ring_attention(
             rank's description comes first, so that a bad rank cannot leave the others
             waiting for a message that never comes).
 
-    Shape legend: ``W`` ranks in ``group``, ``L`` queries and ``S`` keys of the whole
-    sequence, ``E`` query/key size, ``Ev`` value size, ``...`` batch dimensions (they
-    broadcast).
+    Shape legend:
+
+    - ``W``: ranks in ``group``
+    - ``L``: queries and ``S`` keys of the whole sequence
+    - ``E``: query/key size
+    - ``Ev``: value size
+    - ``...``: batch dimensions (they broadcast)
     """
     batch = _check_ring(query, key, value, causal, group)
     key, value = key.expand(*batch, *key.shape[-2:]), value.expand(*batch, *value.shape[-2:])

@@ -365,8 +365,12 @@ def run_bench(
         TypeError: if ``sizes`` is not a :class:`SweepSizes`.
 
     Shape legend:
-        - ``B``: batch, ``H``: heads, ``L``: queries, ``S``: keys (``S = L``),
-          ``D``: head size.
+
+    - ``B``: batch
+    - ``H``: heads
+    - ``L``: queries
+    - ``S``: keys (``S = L``)
+    - ``D``: head size
     """
     if not isinstance(sizes, SweepSizes):
         raise TypeError(f"sizes must be a SweepSizes, got {type(sizes).__name__}")

@@ -33,7 +33,10 @@ def causal_mask(
         ValueError: a size is negative.
         TypeError: ``offset`` is not an integer.
 
-    Shape legend: ``L`` queries, ``S`` keys.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
     """
     n_keys = _check_sizes(n_queries, n_keys, offset)
     return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
@@ -61,7 +64,10 @@ def sliding_window_mask(
         ValueError: a size is negative, or ``window < 1``.
         TypeError: ``window`` or ``offset`` is not an integer.
 
-    Shape legend: ``L`` queries, ``S`` keys.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
     """
     n_keys = _check_sizes(n_queries, n_keys, offset)
     if isinstance(window, bool) or not isinstance(window, int):

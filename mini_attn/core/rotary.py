@@ -68,7 +68,11 @@ def apply_rotary(
         TypeError: ``x`` is not floating point, or ``positions`` is not an integer tensor.
         ValueError: ``D`` is odd, or ``positions`` is not of shape :math:`(N,)`.
 
-    Shape legend: ``N`` positions, ``D`` features (the head size), ``...`` batch and heads.
+    Shape legend:
+
+    - ``N``: positions
+    - ``D``: features (the head size)
+    - ``...``: batch and heads
     """
     _check_rotary(x, positions)
     precision = torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -230,7 +230,9 @@ def launch_rowwise(kernel, x: torch.Tensor) -> torch.Tensor:
             such element and the row stride the writes followed.
 
     Shape legend:
-        - ``R``: rows (one program each), ``C``: columns (``n_cols``).
+
+    - ``R``: rows (one program each)
+    - ``C``: columns (``n_cols``)
     """
     import triton
 

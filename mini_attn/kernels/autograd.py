@@ -133,8 +133,12 @@ def triton_attention(
         ModuleNotFoundError: if Triton is not installed.
         RuntimeError: for CPU inputs when the kernels were compiled for the GPU.
 
-    Shape legend: ``L`` queries, ``S`` keys, ``D`` head size (one of 16, 32, 64, 128),
-    ``...`` any batch dimensions (they broadcast).
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size (one of 16, 32, 64, 128)
+    - ``...``: any batch dimensions (they broadcast)
     """
     _check_inputs(query, key, value, block_m, block_n)
     batch = broadcast_batch(query=query, key=key, value=value)
@@ -169,8 +173,11 @@ class TritonAttentionFunction(torch.autograd.Function):
         ``dQ``, ``dK``, ``dV`` (and None for the other arguments).
 
     Shape legend:
-        - ``N``: the flattened batch (and head) dimensions, ``L``: queries, ``S``: keys,
-          ``D``: the head size.
+
+    - ``N``: the flattened batch (and head) dimensions
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: the head size
     """
 
     @staticmethod

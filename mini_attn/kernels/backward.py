@@ -41,7 +41,11 @@ def attention_backward_dkdv_kernel(
         DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     start_n = tl.program_id(0) * BLOCK_N
     batch = tl.program_id(1).to(tl.int64)
@@ -102,7 +106,11 @@ def attention_backward_dq_kernel(
         DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)

@@ -40,7 +40,11 @@ def single_block_attention_kernel(
         HEAD_DIM (constexpr int): ``D``, a power of two ≥ 16.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     n = tl.program_id(0)
     rows = tl.arange(0, BLOCK_L)  # query indices i
@@ -95,7 +99,10 @@ def attend_to_key_blocks(
         tuple of blocks: ``acc``, ``row_max``, ``row_sum`` after the last block.
 
     Shape legend:
-        - ``B_M``: ``BLOCK_M`` queries, ``B_N``: ``BLOCK_N`` keys, ``D``: head size.
+
+    - ``B_M``: ``BLOCK_M`` queries
+    - ``B_N``: ``BLOCK_N`` keys
+    - ``D``: head size
     """
     for start_n in range(start, stop, BLOCK_N):
         keys = start_n + offs_n  # (BLOCK_N,) the key indices j of this block
@@ -154,7 +161,11 @@ def attention_forward_kernel(
         DOT_DTYPE (constexpr dtype): the type of ``tl.dot``'s operands.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)  # 64-bit offsets: N·L·D can exceed 2³¹

@@ -154,7 +154,11 @@ def attention_forward(
         ValueError: if no pipeline depth fits the GPU's shared memory.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
@@ -205,7 +209,11 @@ def attention_backward(
         :math:`(N, S, D)`.
 
     Shape legend:
-        - ``N``: sequences (batch and heads), ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences (batch and heads)
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     query, key, value, grad_out = (x.contiguous() for x in (query, key, value, grad_out))
     n_batch, n_queries, head_dim = query.shape
@@ -245,7 +253,11 @@ def launch_single_block(kernel, query, key, value, *, scale=None) -> torch.Tenso
         Tensor: the output, shape :math:`(N, L, D)`.
 
     Shape legend:
-        - ``N``: sequences, ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``N``: sequences
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     query, key, value = (x.contiguous() for x in (query, key, value))
     n_batch, n_queries, head_dim = query.shape

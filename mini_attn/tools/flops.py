@@ -91,7 +91,12 @@ def attention_flops(
         ValueError: if a size is negative.
 
     Shape legend:
-        - ``B``: batch, ``H``: heads, ``L``: queries, ``S``: keys, ``D``: head size.
+
+    - ``B``: batch
+    - ``H``: heads
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     _check_sizes(batch=batch, heads=heads, n_queries=n_queries, n_keys=n_keys, head_dim=head_dim)
     flops = 4 * batch * heads * n_queries * n_keys * head_dim  # two products, 2 FLOPs per MAC
@@ -140,8 +145,13 @@ def attention_bytes(
         ValueError: if a size is negative.
 
     Shape legend:
-        - ``B``: batch, ``H``: query heads, ``H_kv``: key/value heads, ``L``: queries,
-          ``S``: keys, ``D``: head size.
+
+    - ``B``: batch
+    - ``H``: query heads
+    - ``H_kv``: key/value heads
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
     """
     kv_heads = heads if kv_heads is None else kv_heads
     _check_sizes(

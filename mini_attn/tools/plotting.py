@@ -79,7 +79,10 @@ def plot_attention(
     Returns:
         matplotlib Axes: the axes drawn on.
 
-    Shape legend: ``L`` queries, ``S`` keys.
+    Shape legend:
+
+    - ``L``: queries
+    - ``S``: keys
     """
     import matplotlib.pyplot as plt
 

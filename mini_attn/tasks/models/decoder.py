@@ -101,7 +101,11 @@ class TinyDecoder(nn.Module):
         num_layers (int): blocks. Default: 2.
         window (int, optional): sliding-window attention in every layer. Default: None.
 
-    Shape legend: ``B`` batch, ``L`` positions, ``V`` vocabulary.
+    Shape legend:
+
+    - ``B``: batch
+    - ``L``: positions
+    - ``V``: vocabulary
     """
 
     def __init__(
