@@ -83,6 +83,7 @@ def _synthetic_gpu_record(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_synthetic_record_has_the_real_sweeps_size(tmp_path_factory):
     folder = tmp_path_factory.mktemp("size")
     record = bench.load_bench(_synthetic_gpu_record(folder))

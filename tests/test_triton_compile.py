@@ -16,6 +16,8 @@ pytest.importorskip("triton", reason="compiling the kernels needs Triton")
 from mini_attn.kernels.launch import forward_shared_bytes
 from mini_attn.kernels.offline_compile import GPUS, compile_for_gpu
 
+pytestmark = pytest.mark.slow  # Triton compiles every launch for two GPUs: ~35 s
+
 DTYPES = ("float16", "bfloat16", "float32")
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4}
 
