@@ -421,8 +421,11 @@ def attention_explorer(
             its ``L`` and ``S``, or if the examples differ in layers or heads.
 
     Shape legend:
-        - ``N_layers``: layers, ``H``: heads per layer
-        - ``L``: queries, ``S``: keys
+
+    - ``N_layers``: layers
+    - ``H``: heads per layer
+    - ``L``: queries
+    - ``S``: keys
     """
     arrays, queries, keys, names = _check_inputs(weights, tokens, key_tokens, titles)
     return AttentionExplorer(

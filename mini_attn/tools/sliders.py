@@ -251,8 +251,9 @@ def slider_figure(
             neither shape.
 
     Shape legend:
-        - ``n``: points (or bars) of a series
-        - ``len(values)``: positions of the slider
+
+    - ``n``: points (or bars) of a series
+    - ``len(values)``: positions of the slider
     """
     array = _as_array(values, "values")
     if array.ndim != 1 or len(array) == 0:
