@@ -57,6 +57,7 @@ student-book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## the book without solutions, for
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check mini_attn tests scripts _ext book_tools
 	$(BIN)/ruff format --check mini_attn tests scripts _ext book_tools
+	$(BIN)/python -m book_tools.lint
 
 format-book: $(STAMP)  ## format the chapters' code cells (ruff format at the book's line length)
 	$(BIN)/python -m book_tools.lint --format
