@@ -156,7 +156,7 @@ def triton_attention(
 class TritonAttentionFunction(torch.autograd.Function):
     """The forward kernel, and the backward kernels for autograd, on 3-D tensors.
 
-    :func:`triton_attention` checks, broadcasts and flattens the inputs, then calls
+    :func:`~mini_attn.triton_attention` checks, broadcasts and flattens the inputs, then calls
     ``TritonAttentionFunction.apply(query, key, value, causal, scale, block_m, block_n)``.
 
     Args:
