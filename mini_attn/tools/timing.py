@@ -178,8 +178,8 @@ def time_function(
     The ``warmup`` first calls are not timed (they pay for memory allocation, kernel
     selection, caches and, with ``torch.compile``, compilation). On a CUDA device each
     run is timed with a pair of CUDA events recorded around it and read after the GPU
-    has finished (:func:`~mini_attn.tools.timing.cuda_event_times`); elsewhere with ``time.perf_counter()``,
-    after synchronising the device (MPS) when it runs asynchronously
+    has finished (:func:`~mini_attn.tools.timing.cuda_event_times`); elsewhere with
+    ``time.perf_counter()``, after synchronising the device (MPS) when it runs asynchronously
     (:func:`~mini_attn.tools.timing.host_times`).
 
     Args:
