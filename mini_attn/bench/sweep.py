@@ -339,7 +339,8 @@ def run_bench(
     the larger lengths of the same method are skipped.
 
     Args:
-        sizes (SweepSizes): what to sweep (a value of :data:`PRESETS`, or your own).
+        sizes (SweepSizes): what to sweep (a value of
+            :data:`~mini_attn.bench.sweep.PRESETS`, or your own).
         device (torch.device or str, optional): Default: :func:`~mini_attn.default_device`.
         measure_ceilings (bool): also measure the matmul FLOP/s and the copy bandwidth
             (the roofline) and the synchronisation demo. Default: True.
