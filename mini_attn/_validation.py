@@ -137,26 +137,32 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
-def check_qkv(query, key, value) -> None:
+def check_qkv(query, key, value, *, names=("query", "key", "value")) -> None:
     """Check queries ``(..., L, D)``, keys ``(..., S, D)`` and values ``(..., S, Dv)``.
 
     Floating-point tensors with at least two dimensions, queries and keys of one size
     ``D``, one value per key, and batch dimensions that broadcast.
 
+    Args:
+        query, key, value (Tensor): the three inputs.
+        names (tuple of str): their names in the caller's signature, for the messages.
+            Default: ``("query", "key", "value")``.
+
     Raises:
         TypeError: an argument is not a floating-point tensor.
         ValueError: the sizes do not match, or the batch dimensions do not broadcast.
     """
-    for name, x in (("query", query), ("key", key), ("value", value)):
+    q_name, k_name, v_name = names
+    for name, x in zip(names, (query, key, value), strict=True):
         check_floating(check_tensor(x, name, min_ndim=2), name)
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(
-            f"query {fmt_shape(query.shape)} and key {fmt_shape(key.shape)} must have the same "
-            "last dimension D (a score is a dot product of a query and a key)"
+            f"{q_name} {fmt_shape(query.shape)} and {k_name} {fmt_shape(key.shape)} must have "
+            "the same last dimension D (a score is a dot product of a query and a key)"
         )
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(
-            f"key {fmt_shape(key.shape)} and value {fmt_shape(value.shape)} must have the same "
-            "number of rows S (one value per key)"
+            f"{k_name} {fmt_shape(key.shape)} and {v_name} {fmt_shape(value.shape)} must have "
+            "the same number of rows S (one value per key)"
         )
-    broadcast_batch(query=query, key=key, value=value)
+    broadcast_batch(**dict(zip(names, (query, key, value), strict=True)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_floating, check_tensor, fmt_shape
+from .._validation import check_floating, check_qkv, check_tensor, fmt_shape
 from ..core.softmax import masked_softmax
 
 __all__ = ["POOLING_KERNELS", "attention_pooling", "squared_distances"]
@@ -114,21 +114,6 @@ def _check_pooling(queries, keys, values, kernel, bandwidth):
             )
         queries, keys, values = queries[:, None], keys[:, None], values[:, None]
     else:
-        if keys.dim() < 2 or values.dim() < 2:
-            raise ValueError(
-                f"with queries of shape {fmt_shape(queries.shape)} (..., L, E), keys and "
-                f"values must be (..., S, E) and (..., S, Ev): got keys "
-                f"{fmt_shape(keys.shape)} and values {fmt_shape(values.shape)}"
-            )
-        if queries.shape[-1] != keys.shape[-1]:
-            raise ValueError(
-                f"queries {fmt_shape(queries.shape)} and keys {fmt_shape(keys.shape)} "
-                "must have the same last dimension E"
-            )
-        if keys.shape[-2] != values.shape[-2]:
-            raise ValueError(
-                f"keys {fmt_shape(keys.shape)} and values {fmt_shape(values.shape)} must "
-                "have the same number of rows S (one value per key)"
-            )
+        check_qkv(queries, keys, values, names=("queries", "keys", "values"))
 
     return queries, keys, values, scalar

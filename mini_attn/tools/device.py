@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .._validation import check_positive_int
+
 __all__ = ["default_device", "seed_everything", "threads"]
 
 
@@ -46,8 +48,7 @@ def threads(n: int = 1) -> Iterator[None]:
     Raises:
         ValueError: if ``n`` is not a positive integer.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_positive_int(n, "n")
     saved = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
