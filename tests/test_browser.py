@@ -181,6 +181,18 @@ _GET = "([d, name, attr]) => Bokeh.documents[d].get_model_by_name(name)[attr]"
 _TITLE = "([d, name]) => Bokeh.documents[d].get_model_by_name(name).title.text"
 
 
+def _settled_frame(page, d: int, name: str) -> dict:
+    """The figure's plot frame in viewport coordinates, once two reads 100 ms apart agree."""
+    box = page.evaluate(_FRAME, [d, name])
+    for _ in range(20):
+        page.wait_for_timeout(100)
+        again = page.evaluate(_FRAME, [d, name])
+        if again == box:
+            break
+        box = again
+    return box
+
+
 def _wait_for_figures(page) -> int:
     """Wait until BokehJS has drawn every figure of the page; return their number."""
     n = page.locator(".mini-attn-bokeh").count()
@@ -218,17 +230,40 @@ def _exercise_explorer(page, d: int, container, name: str, shot: str) -> None:
     rows = round(top + 0.5)  # the query axis runs from L - 1/2 (bottom) to -1/2 (top)
     title = page.evaluate(_TITLE, [d, "bars"])
 
+    right = page.evaluate("([d]) => Bokeh.documents[d].get_model_by_name('heat').x_range.end", [d])
+    cols = round(right + 0.5)  # the key axis runs from -1/2 to S - 1/2
+    tried = []
+
     def hover_last_row():
-        box = page.evaluate(_FRAME, [d, "heat"])  # after scrolling: viewport coordinates
-        right = page.evaluate(
-            "([d]) => Bokeh.documents[d].get_model_by_name('heat').x_range.end", [d]
-        )
-        cols = round(right + 0.5)  # the key axis runs from -1/2 to S - 1/2
-        x = box["x"] + box["width"] * (cols // 2 + 0.5) / cols  # the centre of a cell
-        page.mouse.move(x, box["y"] + box["height"] * (rows - 0.5) / rows)
+        # A slow machine may still move the page (fonts, MathJax above the figure) after the
+        # scroll: read the frame until it stands still, hover the centre of a cell of the last
+        # row, and wait for the bar chart's title to follow; try again from outside the figure
+        # if the pointer landed before the page settled. A static figure fails all three.
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for _ in range(3):
+            box = _settled_frame(page, d, "heat")  # viewport coordinates
+            y = box["y"] + box["height"] * (rows - 0.5) / rows
+            if not 0 < y < page.viewport_size["height"]:  # a tall figure: bring the row in view
+                page.evaluate(
+                    "(dy) => window.scrollBy(0, dy)", y - page.viewport_size["height"] / 2
+                )
+                box = _settled_frame(page, d, "heat")
+                y = box["y"] + box["height"] * (rows - 0.5) / rows
+            x = box["x"] + box["width"] * (cols // 2 + 0.5) / cols
+            tried.append((round(x), round(y), box))
+            page.mouse.move(x, y, steps=5)  # several mousemove events, as a hand makes
+            try:
+                page.wait_for_function(f"([d, t]) => ({_TITLE})([d, 'bars']) !== t",
+                                       arg=[d, title], timeout=3000)  # fmt: skip
+                return
+            except PlaywrightTimeout:
+                page.mouse.move(1, 1)
 
     _changes(page, container, hover_last_row, "hovering a row of the heat map", name, shot)
-    assert page.evaluate(_TITLE, [d, "bars"]) != title, f"{name}: the hovered query is not shown"
+    assert page.evaluate(_TITLE, [d, "bars"]) != title, (
+        f"{name}: the hovered query is not shown; pointer at (x, y, frame): {tried}"
+    )
     handles = [h for h in container.locator(".noUi-handle").all() if h.is_visible()]
     heat_title = page.evaluate(_TITLE, [d, "heat"])
     if handles:  # the head slider (the layer's if there is one head)

@@ -6,6 +6,9 @@ A module's layer is its folder (``mini_attn/core/sdpa.py`` is in ``core``); the 
 input checks of ``mini_attn/_validation.py`` belong to the first layer, and the package's
 ``__init__.py`` re-exports every layer. A primitive never imports a task, a checker or the
 bench; nothing in the package imports the book, the tests or the scripts.
+
+Every module fits a reader's sitting: at most 400 lines, and no function longer than 80
+lines once its docstring is left out (issue 13); a longer one is split where its steps are.
 """
 
 from __future__ import annotations
@@ -87,3 +90,47 @@ def test_the_rule_can_fail(tmp_path):
         module.unlink()
     nested = PACKAGE / "tasks" / "models" / "encoder.py"
     assert {"_validation", "core", "attention"} <= _imported_layers(nested)
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of every function whose body, docstring excluded, is over the limit."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        body = node.body
+        if (
+            len(body) > 1
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            body = body[1:]  # the docstring
+        lines = node.end_lineno - body[0].lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+            found.append((node.name, lines))
+    return found
+
+
+ALL_SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", ALL_SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_and_functions_are_short(path):
+    source = path.read_text()
+    lines = len(source.splitlines())
+    assert lines <= MAX_MODULE_LINES, (
+        f"{path.relative_to(PACKAGE)} has {lines} lines (at most {MAX_MODULE_LINES}): split it"
+    )
+    assert _long_functions(source) == [], (
+        f"{path.relative_to(PACKAGE)}: functions over {MAX_FUNCTION_LINES} lines (name, lines)"
+    )
+
+
+def test_the_length_rule_can_fail():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES + 1))
+    source = f'def long():\n    """A docstring."""\n{body}\n\n\ndef short():\n    return 1\n'
+    assert _long_functions(source) == [("long", MAX_FUNCTION_LINES + 1)]

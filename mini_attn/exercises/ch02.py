@@ -101,6 +101,71 @@ def check_additive_scores(fn) -> None:
     passed("additive_scores", len(cases))
 
 
+def _padding_hint(got, s, mask, lengths):
+    """The likely mistake behind the weights ``got`` of exercise 2.2, or None."""
+    longer = padding_mask((lengths + 1).clamp(max=s.shape[-1]), s.shape[-1])
+    if (lengths < s.shape[-1]).any() and _same(got, masked_softmax(s, longer)):
+        return (
+            "one padding key per sequence got weight: the real keys are the positions "
+            "0 to length - 1, so keep positions < length (use <, not <=)."
+        )
+    dropped = torch.softmax(s, dim=-1) * mask
+    if _same(got, dropped):
+        return (
+            "you set the padding's weights to 0 after the softmax, so the real keys' "
+            "weights no longer sum to 1: mask the scores before the softmax (or "
+            "divide by the new sum)."
+        )
+    if torch.isnan(got).any():
+        return (
+            "NaN appears for the empty sequence: a softmax over nothing is 0/0. "
+            "ma.masked_softmax (or ma.soft_attention with a mask) returns zeros there."
+        )
+    keep = mask.expand(got.shape)
+    real_zero = got[keep].abs() < 1e-6  # weights of real keys that came back as 0
+    if real_zero.numel() and real_zero.all():
+        return (
+            "every real key got weight 0: is your mask inverted? Keep the positions "
+            "< length, drop the rest."
+        )
+    if real_zero.any():
+        return (
+            "some real keys got weight 0: the real keys are the positions 0 to "
+            "length - 1, so keep positions < length (use <, not <=, and no - 1)."
+        )
+    if (lengths == 0).any() and (got[lengths == 0].abs() > 1e-6).any():
+        return (
+            "a sequence of length 0 must get zero weights. Filling masked scores with a "
+            "large negative number gives uniform weights there instead of zeros."
+        )
+    if (got[~keep].abs() > 1e-6).any():
+        return "the padding (positions >= length) must get weight exactly 0."
+    return None
+
+
+def _context_and_weights(got, name, expected_context, expected_weights):
+    """``got`` as ``(context, weights)``; refuse one tensor or the swapped order."""
+    if not (isinstance(got, tuple | list) and len(got) == 2):
+        what = type(got).__name__
+        if isinstance(got, torch.Tensor):
+            what = f"one tensor of shape {tuple(got.shape)}"
+        raise CheckFailed(f"case '{name}': return a tuple (context, weights), got {what}")
+    context, weights = got
+    if (
+        isinstance(context, torch.Tensor)
+        and isinstance(weights, torch.Tensor)
+        and context.shape == expected_weights.shape
+        and weights.shape == expected_context.shape
+        and expected_weights.shape != expected_context.shape
+    ):
+        raise CheckFailed(
+            f"case '{name}': you returned (weights, context); the order is "
+            f"(context {tuple(expected_context.shape)}, weights "
+            f"{tuple(expected_weights.shape)})."
+        )
+    return got
+
+
 def check_padded_soft_attention(fn) -> None:
     """Exercise 2.2: ``fn(scores (B, L, S), values (B, S, Ev), lengths (B,))``.
 
@@ -125,66 +190,12 @@ def check_padded_soft_attention(fn) -> None:
     for name, s, v, lengths in cases:
         mask = padding_mask(lengths, s.shape[-1])  # (B, 1, S)
         expected_context, expected_weights = soft_attention(s, v, mask=mask)
-
-        def hint(got, s=s, mask=mask, lengths=lengths, expected=expected_weights):
-            longer = padding_mask((lengths + 1).clamp(max=s.shape[-1]), s.shape[-1])
-            if (lengths < s.shape[-1]).any() and _same(got, masked_softmax(s, longer)):
-                return (
-                    "one padding key per sequence got weight: the real keys are the positions "
-                    "0 to length - 1, so keep positions < length (use <, not <=)."
-                )
-            dropped = torch.softmax(s, dim=-1) * mask
-            if _same(got, dropped):
-                return (
-                    "you set the padding's weights to 0 after the softmax, so the real keys' "
-                    "weights no longer sum to 1: mask the scores before the softmax (or "
-                    "divide by the new sum)."
-                )
-            if torch.isnan(got).any():
-                return (
-                    "NaN appears for the empty sequence: a softmax over nothing is 0/0. "
-                    "ma.masked_softmax (or ma.soft_attention with a mask) returns zeros there."
-                )
-            keep = mask.expand(got.shape)
-            real_zero = got[keep].abs() < 1e-6  # weights of real keys that came back as 0
-            if real_zero.numel() and real_zero.all():
-                return (
-                    "every real key got weight 0: is your mask inverted? Keep the positions "
-                    "< length, drop the rest."
-                )
-            if real_zero.any():
-                return (
-                    "some real keys got weight 0: the real keys are the positions 0 to "
-                    "length - 1, so keep positions < length (use <, not <=, and no - 1)."
-                )
-            if (lengths == 0).any() and (got[lengths == 0].abs() > 1e-6).any():
-                return (
-                    "a sequence of length 0 must get zero weights. Filling masked scores with a "
-                    "large negative number gives uniform weights there instead of zeros."
-                )
-            if (got[~keep].abs() > 1e-6).any():
-                return "the padding (positions >= length) must get weight exactly 0."
-            return None
-
         got = call_pure(fn, name, s, v, lengths)
-        if not (isinstance(got, tuple | list) and len(got) == 2):
-            what = type(got).__name__
-            if isinstance(got, torch.Tensor):
-                what = f"one tensor of shape {tuple(got.shape)}"
-            raise CheckFailed(f"case '{name}': return a tuple (context, weights), got {what}")
-        context, weights = got
-        if (
-            isinstance(context, torch.Tensor)
-            and isinstance(weights, torch.Tensor)
-            and context.shape == expected_weights.shape
-            and weights.shape == expected_context.shape
-            and expected_weights.shape != expected_context.shape
-        ):
-            raise CheckFailed(
-                f"case '{name}': you returned (weights, context); the order is "
-                f"(context {tuple(expected_context.shape)}, weights "
-                f"{tuple(expected_weights.shape)})."
-            )
+        context, weights = _context_and_weights(got, name, expected_context, expected_weights)
+
+        def hint(got, s=s, mask=mask, lengths=lengths):
+            return _padding_hint(got, s, mask, lengths)
+
         expect_close(
             name, weights, expected_weights, what="the weights", hint=hint, shape_hint=None
         )

@@ -20,6 +20,8 @@ __all__ = ["AttentionExplorer", "attention_explorer"]
 
 _CELL = 24  # pixels per token in the heat maps, at most
 _WIDTH = 720  # pixels: the book's text column is about 750 wide
+# a tick's label: the token at that position of the current example (integer ticks only)
+_LABELS = "const t = Math.round(tick); return t === tick ? (src.data.t[t] ?? '') : '';"
 
 
 def _as_array(weights, index: int | None) -> np.ndarray:
@@ -131,138 +133,136 @@ class AttentionExplorer(InteractiveFigure):
             "heads": f'query "{token}": every head of layer {layer}',
         }
 
-    def _build(self):
-        from bokeh.layouts import column, row
-        from bokeh.models import (
-            ColorBar,
-            ColumnDataSource,
-            CustomJS,
-            CustomJSTickFormatter,
-            Div,
-            FixedTicker,
-            HoverTool,
-            LinearColorMapper,
-            Range1d,
-            Select,
-            Slider,
-        )
-        from bokeh.palettes import Viridis256
-        from bokeh.plotting import figure
+    def _sources(self) -> dict:
+        """The figure's data: the embedded weights, what the page shows first, the labels."""
+        from bokeh.models import ColumnDataSource
 
         layers, n_heads = self.weights[0].shape[:2]
-        n_queries = max(len(q) for q in self.queries)
-        n_keys = max(len(k) for k in self.keys)
-        offsets = np.cumsum([0] + [w.size for w in self.weights[:-1]]).tolist()
-        meta = {
-            "titles": self.titles,
-            "queries": self.queries,
-            "keys": self.keys,
-            "L": [len(q) for q in self.queries],
-            "S": [len(k) for k in self.keys],
-            "offsets": offsets,
-            "layers": layers,
-            "heads": n_heads,
-        }
-        store = ColumnDataSource({"w": self.embedded_weights}, name="weights")
         view = self._view(0, 0, 0, 0)  # what the page shows first: drawn without JavaScript
-        cells = ColumnDataSource(view["cells"], name="cells")
-        row_source = ColumnDataSource(view["row"], name="row")
-        outline = ColumnDataSource(view["outline"])
-        per_head = ColumnDataSource(view["per_head"], name="per_head")
-        head_box = ColumnDataSource(view["head_box"])
-        state = ColumnDataSource({"example": [0], "query": [0]})
-        titles = self._titles(0, 0, 0, 0)
-        qlabels = ColumnDataSource({"t": self.queries[0]})
-        klabels = ColumnDataSource({"t": self.keys[0]})
-        colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self.vmax)
-        label_code = "const t = Math.round(tick); return t === tick ? (src.data.t[t] ?? '') : '';"
-        cell = max(12, min(_CELL, (_WIDTH - 160) // n_keys))  # long inputs: smaller cells
-        width = max(320, cell * n_keys + 160)
-        tickers_x = []
+        src = {name: ColumnDataSource(view[name], name=name) for name in view}
+        src["row_source"] = src.pop("row")
+        src.update(
+            store=ColumnDataSource({"w": self.embedded_weights}, name="weights"),
+            state=ColumnDataSource({"example": [0], "query": [0]}),
+            qlabels=ColumnDataSource({"t": self.queries[0]}),
+            klabels=ColumnDataSource({"t": self.keys[0]}),
+            meta={
+                "titles": self.titles,
+                "queries": self.queries,
+                "keys": self.keys,
+                "L": [len(q) for q in self.queries],
+                "S": [len(k) for k in self.keys],
+                "offsets": np.cumsum([0] + [w.size for w in self.weights[:-1]]).tolist(),
+                "layers": layers,
+                "heads": n_heads,
+            },
+        )
+        return src
 
-        def key_axis(fig):
-            ticker = FixedTicker(ticks=list(range(len(self.keys[0]))))
-            tickers_x.append(ticker)
-            fig.xaxis.ticker = ticker
-            fig.xaxis.formatter = CustomJSTickFormatter(args={"src": klabels}, code=label_code)
-            fig.xaxis.major_label_orientation = np.pi / 2
-            fig.xaxis.axis_label = self.key_label
-            fig.xgrid.visible = fig.ygrid.visible = False
-            fig.toolbar_location = None
+    def _figure(self, name: str, width: int, height: int, y_range, src: dict, tickers_x: list):
+        """An empty panel whose x axis is the key tokens (its ticker joins ``tickers_x``)."""
+        from bokeh.models import CustomJSTickFormatter, FixedTicker, Range1d
+        from bokeh.plotting import figure
 
-        heat = figure(
+        fig = figure(
             width=width,
-            height=max(260, cell * n_queries + 130),
+            height=height,
             x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
-            y_range=Range1d(len(self.queries[0]) - 0.5, -0.5),
+            y_range=y_range,
             tools="",
-            title=titles["heat"],
-            name="heat",
+            title=self._titles(0, 0, 0, 0)[name],
+            name=name,
         )
-        cells_renderer = heat.rect(
-            "x",
-            "y",
-            1,
-            1,
-            source=cells,
-            line_color=None,
+        ticker = FixedTicker(ticks=list(range(len(self.keys[0]))))
+        tickers_x.append(ticker)
+        fig.xaxis.ticker = ticker
+        fig.xaxis.formatter = CustomJSTickFormatter(args={"src": src["klabels"]}, code=_LABELS)
+        fig.xaxis.major_label_orientation = np.pi / 2
+        fig.xaxis.axis_label = self.key_label
+        fig.xgrid.visible = fig.ygrid.visible = False
+        fig.toolbar_location = None
+        return fig
+
+    def _heat(self, src: dict, width: int, cell: int, colours, tickers_x: list):
+        """The heat map of one head, the hovered query outlined; returns it, its cells, ticker."""
+        from bokeh.models import ColorBar, CustomJSTickFormatter, FixedTicker, Range1d
+
+        n_queries = max(len(q) for q in self.queries)
+        y_range = Range1d(len(self.queries[0]) - 0.5, -0.5)
+        heat = self._figure(
+            "heat", width, max(260, cell * n_queries + 130), y_range, src, tickers_x
+        )
+        cells = heat.rect(
+            "x", "y", 1, 1, source=src["cells"], line_color=None,
             fill_color={"field": "w", "transform": colours},
-        )
+        )  # fmt: skip
         heat.rect(
-            "x", "y", "width", 1, source=outline, fill_alpha=0, line_color="red", line_width=2
-        )
-        key_axis(heat)
+            "x", "y", "width", 1, source=src["outline"], fill_alpha=0, line_color="red",
+            line_width=2,
+        )  # fmt: skip
         ticker_y = FixedTicker(ticks=list(range(len(self.queries[0]))))
         heat.yaxis.ticker = ticker_y
-        heat.yaxis.formatter = CustomJSTickFormatter(args={"src": qlabels}, code=label_code)
+        heat.yaxis.formatter = CustomJSTickFormatter(args={"src": src["qlabels"]}, code=_LABELS)
         heat.yaxis.axis_label = self.query_label
         heat.add_layout(
             ColorBar(color_mapper=colours, title="weight (one scale for every head)"), "right"
         )
+        return heat, cells, ticker_y
 
-        bars = figure(
-            width=width,
-            height=230,
-            x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
-            y_range=Range1d(0, 1.02 * self.vmax),
-            tools="",
-            title=titles["bars"],
-            name="bars",
-        )
-        bar_renderer = bars.vbar("x", 0.8, "w", source=row_source, color="#3b528b")
-        key_axis(bars)
+    def _bars(self, src: dict, width: int, tickers_x: list):
+        """The hovered query's weights over the keys, the exact weight on hover."""
+        from bokeh.models import HoverTool, Range1d
+
+        bars = self._figure("bars", width, 230, Range1d(0, 1.02 * self.vmax), src, tickers_x)
+        renderer = bars.vbar("x", 0.8, "w", source=src["row_source"], color="#3b528b")
         bars.yaxis.axis_label = "weight"
         bars.add_tools(
-            HoverTool(renderers=[bar_renderer], tooltips=[("key", "@k"), ("weight", "@w{0.0000}")])
+            HoverTool(renderers=[renderer], tooltips=[("key", "@k"), ("weight", "@w{0.0000}")])
         )
+        return bars
 
-        heads_fig = None
-        if n_heads > 1:
-            heads_fig = figure(
-                width=width,
-                height=max(200, 18 * n_heads + 130),
-                x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
-                y_range=Range1d(n_heads - 0.5, -0.5),
-                tools="",
-                title=titles["heads"],
-                name="heads",
+    def _heads(self, src: dict, width: int, colours, tickers_x: list):
+        """Every head's weights for the hovered query (None for a single head)."""
+        from bokeh.models import FixedTicker, HoverTool, Range1d
+
+        n_heads = self.weights[0].shape[1]
+        if n_heads == 1:
+            return None
+        y_range = Range1d(n_heads - 0.5, -0.5)
+        heads = self._figure("heads", width, max(200, 18 * n_heads + 130), y_range, src, tickers_x)
+        renderer = heads.rect(
+            "x", "y", 1, 1, source=src["per_head"], line_color=None,
+            fill_color={"field": "w", "transform": colours},
+        )  # fmt: skip
+        heads.rect(
+            "x", "y", "width", 1, source=src["head_box"], fill_alpha=0, line_color="red",
+            line_width=2,
+        )  # fmt: skip
+        heads.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
+        heads.yaxis.axis_label = "head"
+        heads.add_tools(
+            HoverTool(
+                renderers=[renderer],
+                tooltips=[("head", "@h"), ("key", "@k"), ("weight", "@w{0.0000}")],
             )
-            head_renderer = heads_fig.rect(
-                "x", "y", 1, 1, source=per_head, line_color=None,
-                fill_color={"field": "w", "transform": colours},
-            )  # fmt: skip
-            heads_fig.rect(
-                "x", "y", "width", 1, source=head_box, fill_alpha=0, line_color="red", line_width=2
-            )
-            key_axis(heads_fig)
-            heads_fig.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
-            heads_fig.yaxis.axis_label = "head"
-            heads_fig.add_tools(
-                HoverTool(
-                    renderers=[head_renderer],
-                    tooltips=[("head", "@h"), ("key", "@k"), ("weight", "@w{0.0000}")],
-                )
-            )
+        )
+        return heads
+
+    def _build(self):
+        from bokeh.layouts import column, row
+        from bokeh.models import CustomJS, Div, HoverTool, LinearColorMapper, Select, Slider
+        from bokeh.palettes import Viridis256
+
+        layers, n_heads = self.weights[0].shape[:2]
+        n_keys = max(len(k) for k in self.keys)
+        src = self._sources()
+        colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self.vmax)
+        cell = max(12, min(_CELL, (_WIDTH - 160) // n_keys))  # long inputs: smaller cells
+        width = max(320, cell * n_keys + 160)
+        tickers_x = []
+        heat, cells_renderer, ticker_y = self._heat(src, width, cell, colours, tickers_x)
+        bars = self._bars(src, width, tickers_x)
+        heads = self._heads(src, width, colours, tickers_x)
 
         example = Select(
             title="example", value=self.titles[0], options=self.titles, visible=len(self.titles) > 1
@@ -275,21 +275,22 @@ class AttentionExplorer(InteractiveFigure):
         )
         redraw = CustomJS(
             args=dict(
-                meta=meta, store=store, cells=cells, row=row_source, outline=outline,
-                per_head=per_head, head_box=head_box, state=state, qlabels=qlabels,
-                klabels=klabels, heat=heat, bars=bars, heads=heads_fig, tickers_x=tickers_x,
-                ticker_y=ticker_y, example=example, layer_slider=layer_slider,
-                head_slider=head_slider,
+                meta=src["meta"], store=src["store"], cells=src["cells"], row=src["row_source"],
+                outline=src["outline"], per_head=src["per_head"], head_box=src["head_box"],
+                state=src["state"], qlabels=src["qlabels"], klabels=src["klabels"], heat=heat,
+                bars=bars, heads=heads, tickers_x=tickers_x, ticker_y=ticker_y, example=example,
+                layer_slider=layer_slider, head_slider=head_slider,
             ),
             code=REDRAW,
         )  # fmt: skip
+        hover = CustomJS(
+            args={"cells": src["cells"], "state": src["state"], "redraw": redraw}, code=HOVER
+        )
         heat.add_tools(
             HoverTool(
                 renderers=[cells_renderer],
                 tooltips=[("query", "@q"), ("key", "@k"), ("weight", "@w{0.0000}")],
-                callback=CustomJS(
-                    args={"cells": cells, "state": state, "redraw": redraw}, code=HOVER
-                ),
+                callback=hover,
             )
         )
         for widget in (example, layer_slider, head_slider):
@@ -299,7 +300,7 @@ class AttentionExplorer(InteractiveFigure):
             + (", and the lower panel every head's." if n_heads > 1 else ".")
         )
         controls = row(example, layer_slider, head_slider)
-        panels = [heat, bars] + ([heads_fig] if heads_fig is not None else [])
+        panels = [heat, bars] + ([heads] if heads is not None else [])
         return column(controls, hint, *panels, name="attention-explorer")
 
     def _draw_static(self):
