@@ -16,7 +16,7 @@ import torch
 
 import mini_attn as ma
 from mini_attn import bench
-from mini_attn.bench import machine, methods, sweep
+from mini_attn.bench import decode, machine, methods, sweep
 from mini_attn.bench.methods import Method
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
@@ -407,3 +407,64 @@ def test_host_ms_table_reads_old_records_too():
     table = bench.bench_table(record, metric="host_ms", dtype="float32", head_dim=64)
     assert table.splitlines()[0].startswith("host time per call")
     assert table.splitlines()[2].split()[1:] == ["0.012", "n/a"]
+
+
+@pytest.mark.slow
+def test_the_record_times_a_decode_step_per_configuration(tiny):
+    """Prefill (L = S) and decode (one query against S keys) for every configuration."""
+    record, stdout = tiny[0], tiny[1]
+    prefill = [(e["dtype"], e["head_dim"], e["method"], e["seq_len"]) for e in record["results"]]
+    decode = [(e["dtype"], e["head_dim"], e["method"], e["seq_len"]) for e in record["decode"]]
+    assert decode == prefill
+    assert "decode step, one query" in stdout
+    for step, full in zip(record["decode"], record["results"], strict=True):
+        assert step["n_queries"] == 1 and step["status"] in STATUSES
+        if step["status"] != "ok":
+            assert step["note"]
+            continue
+        flops = ma.attention_flops(1, record["settings"]["heads"], 1, step["seq_len"],
+                                   step["head_dim"])  # fmt: skip
+        assert step["tflops"] == pytest.approx(flops / (step["median_ms"] / 1e3) / 1e12, rel=1e-3)
+        assert step["flops_per_byte"] < 0.5  # float32: 4 S D FLOPs over more than 8 S D bytes
+        if full["status"] == "ok":
+            assert step["flops_per_byte"] < full["flops_per_byte"]
+
+
+def test_a_decode_step_is_the_last_row_of_causal_attention():
+    """Why a decode step is timed without a mask: the last query sees every key."""
+    sizes = _sizes(batch=2, heads=3)
+    q1, k, v = decode.decode_inputs(sizes, 7, 8, torch.float64, torch.device("cpu"))
+    q = torch.cat([torch.randn(2, 3, 6, 8, dtype=torch.float64), q1], dim=-2)
+    causal = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    for name in ("naive", "tiled", "sdpa-math"):
+        step = methods.make_method(name, causal=False, block_size=4).kernel(q1, k, v)
+        torch.testing.assert_close(step, causal[..., -1:, :], atol=1e-12, rtol=0)
+
+
+def test_decode_can_be_left_out_and_tables_say_so():
+    record = bench.run_bench(_sizes(decode=False, methods=("naive",)), device="cpu",
+                             measure_ceilings=False, progress=False)  # fmt: skip
+    assert record["decode"] is None
+    with pytest.raises(ValueError, match="no decode steps"):
+        bench.bench_table(record, dtype="float32", head_dim=8, phase="decode")
+    with pytest.raises(ValueError, match="phase must be"):
+        bench.bench_table(record, dtype="float32", head_dim=8, phase="generate")
+    assert bench.estimate_seconds(bench.PRESETS["full"]) > bench.estimate_seconds(
+        bench.PRESETS["full"].replace(decode=False)
+    )
+
+
+def test_the_compiled_method_decode_step_is_skipped_with_a_reason():
+    entry = decode.measure_decode(_sizes(), torch.float32, 8, "naive-compiled", 16,
+                                        torch.device("cpu"))  # fmt: skip
+    assert entry["status"] == "skipped" and "compil" in entry["note"]
+
+
+def test_load_bench_checks_the_decode_entries(tmp_path):
+    record = bench.run_bench(_sizes(methods=("naive",)), device="cpu", measure_ceilings=False,
+                             progress=False)  # fmt: skip
+    path = tmp_path / "r.json"
+    del record["decode"][0]["status"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="decode entry 0 lacks"):
+        bench.load_bench(path)

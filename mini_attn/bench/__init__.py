@@ -7,12 +7,15 @@ scores), :func:`~mini_attn.tiled_attention`, PyTorch's fused
 on a GPU, chapter 9's Triton kernel, over sequence lengths, head sizes and dtypes, on the
 best device present, and writes one JSON file: the device, the versions, the date, the
 machine's load, the exact command, and for every configuration its times, achieved
-TFLOP/s and peak memory. The chapters read these files (:func:`load_records`,
-:func:`plot_bench`, :func:`bench_table`, :func:`roofline_from_record`).
+TFLOP/s, FLOPs per byte and peak memory, for prefill (``L = S`` queries) and for one
+decode step (one query against ``S`` cached keys, chapter 7). The chapters read these
+files (:func:`load_records`, :func:`plot_bench`, :func:`bench_table`,
+:func:`roofline_from_record`).
 
 One module per job: :mod:`~mini_attn.bench.methods` (what is timed),
 :mod:`~mini_attn.bench.machine` (the record's header), :mod:`~mini_attn.bench.sweep`
-(:class:`SweepSizes`, :data:`PRESETS`, :func:`run_bench`),
+(:class:`SweepSizes`, :data:`PRESETS`, :func:`run_bench`), :mod:`~mini_attn.bench.measure`
+(one configuration timed), :mod:`~mini_attn.bench.decode` (the decode steps),
 :mod:`~mini_attn.bench.records` (reading and showing), :mod:`~mini_attn.bench.budget`
 (the time a GPU run will take) and :mod:`~mini_attn.bench.cli` (the command).
 

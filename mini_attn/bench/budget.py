@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from ..tools.flops import attention_bytes, attention_flops
+from .decode import NOT_MEASURED
 from .methods import MATERIALIZING
 from .sweep import DTYPES, SweepSizes
 
@@ -34,19 +35,30 @@ _COMPILE_S = {"naive-compiled": 30.0, "triton": 5.0}  # per dtype / per (dtype, 
 _FIXED_S = 15.0  # imports, the ceilings, the synchronisation demo
 
 
-def _call_seconds(sizes: SweepSizes, method: str, dtype: str, head_dim: int, seq_len: int):
-    shape = (sizes.batch, sizes.heads, seq_len, seq_len, head_dim)
+def _call_seconds(sizes: SweepSizes, method: str, dtype: str, head_dim: int, seq_len: int,
+                  n_queries: int | None = None):  # fmt: skip
+    """One call's estimated seconds and least bytes: prefill, or a decode step (1 query)."""
+    n_queries = seq_len if n_queries is None else n_queries
+    shape = (sizes.batch, sizes.heads, n_queries, seq_len, head_dim)
     peaks = H100_SXM["tflops"]
     peak = peaks["tf32" if method == "triton" and dtype == "float32" else dtype] * 1e12
     moved = attention_bytes(
         *shape, element_size=DTYPES[dtype].itemsize, materialized=method in MATERIALIZING
     )
     device = max(
-        attention_flops(*shape, causal=sizes.causal) / (_COMPUTE_EFFICIENCY * peak),
+        attention_flops(*shape, causal=sizes.causal and n_queries > 1)
+        / (_COMPUTE_EFFICIENCY * peak),
         moved / (_MEMORY_EFFICIENCY * H100_SXM["bandwidth_tbs"] * 1e12),
     )
     launches = 4 * math.ceil(seq_len / sizes.block_size) if method == "tiled" else 4
     return max(device, launches * _LAUNCH_S), moved
+
+
+def _timed_seconds(call: float, sizes: SweepSizes) -> float:
+    """The seconds :func:`~mini_attn.bench.measure._run_one` spends on a call of ``call``."""
+    calls = min(100, max(1, math.ceil(1e-3 / call)))
+    runs = 1 + sizes.warmup + 1 + sizes.repeats * calls + 3 + 1  # first, ..., memory
+    return runs * call + 0.02
 
 
 def estimate_seconds(sizes: SweepSizes, *, memory_bytes: float = 80e9) -> float:
@@ -58,7 +70,7 @@ def estimate_seconds(sizes: SweepSizes, *, memory_bytes: float = 80e9) -> float:
             more is counted as a quick out-of-memory error. Default: 80e9.
 
     Returns:
-        float: seconds (an estimate).
+        float: seconds (an estimate), the decode steps included when ``sizes.decode``.
     """
     total = _FIXED_S
     total += _COMPILE_S["naive-compiled"] * len(sizes.dtypes) * ("naive-compiled" in sizes.methods)
@@ -73,7 +85,9 @@ def estimate_seconds(sizes: SweepSizes, *, memory_bytes: float = 80e9) -> float:
         if method in MATERIALIZING and moved > memory_bytes:
             total += 0.1  # out of memory at once; larger lengths are skipped
             continue
-        calls = min(100, max(1, math.ceil(1e-3 / call)))
-        runs = 1 + sizes.warmup + 1 + sizes.repeats * calls + 3 + 1  # first, ..., memory
-        total += runs * call + 0.02
+        total += _timed_seconds(call, sizes)
+    for dtype, head_dim, method, seq_len in sizes.configurations() if sizes.decode else []:
+        if method not in NOT_MEASURED:
+            call, _ = _call_seconds(sizes, method, dtype, head_dim, seq_len, n_queries=1)
+            total += _timed_seconds(call, sizes)
     return total

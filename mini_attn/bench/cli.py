@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tf32", action="store_true", help="let float32 matmuls use TF32")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (torch.set_num_threads)")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the roofline peaks")
+    parser.add_argument(
+        "--no-decode", action="store_true", help="skip the decode steps (one query, S keys)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--estimate",
@@ -74,7 +77,9 @@ def _sizes(args: argparse.Namespace, device: torch.device) -> tuple[str, SweepSi
     changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     variant = ["custom"] if changes else []
     variant += ["causal"] * args.causal + ["tf32"] * args.tf32
-    sizes = PRESETS[preset].replace(**changes, causal=args.causal, block_size=args.block_size)
+    sizes = PRESETS[preset].replace(
+        **changes, causal=args.causal, block_size=args.block_size, decode=not args.no_decode
+    )
     if args.methods is None:
         sizes = sizes.replace(methods=with_triton(sizes.methods, device))
     return preset, sizes, variant
@@ -127,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(describe_bench(record))
-    print(bench_table(record, dtype=sizes.dtypes[0], head_dim=sizes.head_dims[0]))
+    first = {"dtype": sizes.dtypes[0], "head_dim": sizes.head_dims[0]}
+    print(bench_table(record, **first))
+    if record["decode"] is not None:
+        print(bench_table(record, **first, phase="decode"))
     print(
         f"wrote {out}: {len(record['results'])} configurations ({summary}) "
         f"in {record['environment']['seconds']} s"

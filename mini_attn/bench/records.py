@@ -67,9 +67,10 @@ def load_bench(path: str | os.PathLike) -> dict:
     missing = _REQUIRED - set(record)
     if missing:
         raise ValueError(f"{path} lacks the fields {sorted(missing)}")
-    for i, entry in enumerate(record["results"]):
-        if not isinstance(entry, dict) or _ENTRY - set(entry):
-            raise ValueError(f"{path}: result {i} lacks the fields {sorted(_ENTRY)}")
+    for part, what in (("results", "result"), ("decode", "decode entry")):
+        for i, entry in enumerate(record.get(part) or []):  # decode: absent in older records
+            if not isinstance(entry, dict) or _ENTRY - set(entry):
+                raise ValueError(f"{path}: {what} {i} lacks the fields {sorted(_ENTRY)}")
     record["path"] = str(path)
     return record
 
@@ -150,9 +151,17 @@ def describe_bench(record: dict) -> str:
     )
 
 
-def _results_by_method(record: dict, dtype: str, head_dim: int) -> dict[str, dict[int, dict]]:
+def _results_by_method(
+    record: dict, dtype: str, head_dim: int, phase: str = "prefill"
+) -> dict[str, dict[int, dict]]:
+    if phase not in ("prefill", "decode"):
+        raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
+    entries = record["results"] if phase == "prefill" else record.get("decode")
+    if entries is None:
+        raise ValueError("the record has no decode steps (recorded before they were, or with "
+                         "decode=False)")  # fmt: skip
     table: dict[str, dict[int, dict]] = {}
-    for entry in record["results"]:
+    for entry in entries:
         if entry["dtype"] == dtype and entry["head_dim"] == head_dim:
             table.setdefault(entry["method"], {})[entry["seq_len"]] = entry
     if not table:
@@ -169,6 +178,8 @@ _METRICS = {
     "tflops": ("achieved TFLOP/s", 1.0, "{:.3g}"),
     "peak_memory_bytes": ("peak extra memory (MiB)", 1 / 2**20, "{:.4g}"),
     "host_ms": ("host time per call (ms, not synchronised)", 1.0, "{:.3g}"),
+    "flops_per_byte": ("FLOPs per byte moved (least traffic)", 1.0, "{:.3g}"),
+    "gbs": ("least bytes moved per second (GB/s)", 1.0, "{:.3g}"),
 }
 
 
@@ -178,31 +189,37 @@ def _metric_format(metric: str):
     return _METRICS[metric]
 
 
-def bench_table(record: dict, *, metric: str = "median_ms", dtype: str, head_dim: int) -> str:
+def bench_table(
+    record: dict, *, metric: str = "median_ms", dtype: str, head_dim: int, phase: str = "prefill"
+) -> str:
     """A text table of one metric: a row per method, a column per sequence length.
 
     Args:
         record (dict): a record from :func:`run_bench` or :func:`load_bench`.
         metric (str): ``"median_ms"``, ``"min_ms"``, ``"tflops"``,
-            ``"peak_memory_bytes"`` (shown in MiB) or ``"host_ms"``. Default:
-            ``"median_ms"``.
+            ``"peak_memory_bytes"`` (shown in MiB), ``"host_ms"``, ``"flops_per_byte"``
+            or ``"gbs"``. Default: ``"median_ms"``.
         dtype (str): which dtype's results.
         head_dim (int): which head size's results.
+        phase (str): ``"prefill"`` (``L = S`` queries, the sweep's results) or
+            ``"decode"`` (one query against ``S`` keys). Default: ``"prefill"``.
 
     Returns:
         str: the table; a configuration that did not run shows its status (``oom``,
         ``unsupported``, ``skipped``, ``error``).
 
     Raises:
-        ValueError: for an unknown metric, or a dtype and head size the record lacks.
+        ValueError: for an unknown metric or phase, a dtype and head size the record
+            lacks, or decode steps the record does not have.
     """
     label, factor, fmt = _metric_format(metric)
-    table = _results_by_method(record, dtype, head_dim)
+    table = _results_by_method(record, dtype, head_dim, phase)
     lengths = sorted({n for row in table.values() for n in row})
     width = max(len(m) for m in table) + 2
+    what = "prefill, L = S" if phase == "prefill" else "decode step, one query"
     lines = [
-        f"{label}, {dtype}, D={head_dim}",
-        "L".ljust(width) + "".join(f"{n:>12}" for n in lengths),
+        f"{label}, {dtype}, D={head_dim}" + (f" ({what})" if record.get("decode") else ""),
+        ("L" if phase == "prefill" else "S").ljust(width) + "".join(f"{n:>12}" for n in lengths),
     ]
     for method, row in table.items():
         cells = []

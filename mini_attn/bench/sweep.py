@@ -4,7 +4,8 @@ For every dtype, head size, method and sequence length (``L = S``), in that orde
 inputs are seeded random tensors of shape :math:`(B, H, L, D)`; the method is called
 once (``first_call_ms``), then timed with :func:`~mini_attn.time_function`, its host
 cost measured (``host_ms``) and its peak memory measured once, all under
-:func:`torch.no_grad`.
+:func:`torch.no_grad`; then a decode step of the same configuration is timed the same way
+(:mod:`~mini_attn.bench.decode`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import dataclasses
 import datetime
 import gc
-import math
 import os
 import sys
 import time
@@ -24,18 +24,14 @@ import torch
 from tqdm.std import tqdm
 
 from ..tools.device import default_device
-from ..tools.flops import attention_flops
-from ..tools.memory import measure_peak_memory
 from ..tools.roofline import measure_copy_bandwidth, measure_matmul_flops
 from ..tools.timing import (
-    Timing,
-    first_call_time,
     sync_demo,
     synchronizer,
-    time_function,
-    unsynchronized_times,
 )
+from .decode import intensity, measure_decode
 from .machine import available_memory, device_info, load_average, versions
+from .measure import _run_one, _sig
 from .methods import DEFAULT_METHODS, MATERIALIZING, METHODS, Method, classify, make_method
 from .records import SCHEMA, write_record
 
@@ -59,6 +55,8 @@ class SweepSizes:
         block_size (int): the key block of :func:`~mini_attn.tiled_attention`. Default: 128.
         warmup (int): untimed calls before timing. Default: 2.
         repeats (int): timed runs. Default: 5.
+        decode (bool): also time a decode step (one query against ``S`` cached keys,
+            :mod:`~mini_attn.bench.decode`) for every configuration. Default: True.
 
     Raises:
         ValueError: for an unknown method or dtype, or an empty list.
@@ -74,6 +72,7 @@ class SweepSizes:
     block_size: int = 128
     warmup: int = 2
     repeats: int = 5
+    decode: bool = True
 
     def __post_init__(self) -> None:
         for name in ("seq_lens", "head_dims", "dtypes", "methods"):
@@ -131,11 +130,6 @@ def _inputs(sizes: SweepSizes, seq_len: int, head_dim: int, dtype: str, device):
     ]
 
 
-def _sig(x: float) -> float:
-    """``x`` to 6 significant digits: short JSON, no loss that a measurement would notice."""
-    return float(f"{x:.6g}")
-
-
 def _ceilings(device: torch.device, dtypes: Sequence[str], tiny: bool) -> dict:
     """The device's measured ceilings: matmul FLOP/s per dtype and copy bandwidth."""
     on_gpu = device.type == "cuda"
@@ -181,47 +175,6 @@ def _too_big_for_cpu(method: str, sizes: SweepSizes, seq_len: int, dtype: str) -
     return None
 
 
-# A timed run lasts at least this long: a call shorter than that is repeated back to back
-# inside one run (calls_per_run), so that the GPU's queue stays full and the time per call
-# is the kernels' time, not the gap before the first launch. This helps only while the
-# host launches a call faster than the device runs it: host_ms, measured separately,
-# says whether it does (when host_ms ≈ median_ms, the run measured the launch rate).
-_MIN_RUN_SECONDS = 1e-3
-_MAX_CALLS_PER_RUN = 100
-
-
-def _run_one(method: Method, q, k, v, *, device, warmup: int, repeats: int) -> dict:
-    """Time one configuration: first call, timed runs, host cost per call, peak memory."""
-
-    def kernel():
-        return method.kernel(q, k, v)
-
-    with torch.no_grad():
-        first = first_call_time(kernel, device=device)  # compilation, kernel choice, memory
-        one = time_function(kernel, device=device, warmup=warmup, repeats=1).min
-        calls = min(_MAX_CALLS_PER_RUN, max(1, math.ceil(_MIN_RUN_SECONDS / max(one, 1e-9))))
-
-        def run():
-            for _ in range(calls):
-                kernel()
-
-        timing = time_function(run, device=device, warmup=0, repeats=repeats)
-        host = unsynchronized_times(
-            lambda: method.call(q, k, v), 3, synchronize=synchronizer(device)
-        )
-        peak = measure_peak_memory(kernel, device=device)
-    per_call = Timing(tuple(t / calls for t in timing.times))  # seconds per call
-    return {
-        "first_call_ms": _sig(first * 1e3),
-        "median_ms": _sig(per_call.median * 1e3),
-        "min_ms": _sig(per_call.min * 1e3),
-        "times_ms": [_sig(t * 1e3) for t in per_call.times],
-        "calls_per_run": calls,
-        "host_ms": _sig(Timing(tuple(host)).median * 1e3),
-        "peak_memory_bytes": int(peak),
-    }
-
-
 def _new_record(sizes: SweepSizes, device, command: str | None, preset: str | None) -> dict:
     settings = {"preset": preset, **dataclasses.asdict(sizes)}
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
@@ -246,6 +199,7 @@ def _new_record(sizes: SweepSizes, device, command: str | None, preset: str | No
         "ceilings": None,
         "sync_demo": None,
         "results": [],
+        "decode": [] if sizes.decode else None,
     }
 
 
@@ -280,10 +234,11 @@ class _Sweep:
             q, k, v = _inputs(sizes, seq_len, head_dim, dtype, device)
             entry.update(_run_one(self.method(name), q, k, v, device=device,
                                   warmup=sizes.warmup, repeats=sizes.repeats))  # fmt: skip
-            flops = attention_flops(
-                sizes.batch, sizes.heads, seq_len, seq_len, head_dim, causal=sizes.causal
-            )
-            entry["tflops"] = _sig(flops / (entry["median_ms"] / 1e3) / 1e12)
+            flops, moved = intensity(sizes, seq_len, seq_len, head_dim, DTYPES[dtype].itemsize,
+                                     name)  # fmt: skip
+            seconds = entry["median_ms"] / 1e3
+            entry.update(tflops=_sig(flops / seconds / 1e12), flops_per_byte=_sig(flops / moved),
+                         gbs=_sig(moved / seconds / 1e9))  # fmt: skip
             if name == "triton" and dtype == "float32" and device.type == "cuda":
                 entry["note"] = "tl.dot multiplies float32 in TF32, whatever --tf32 says"
         except Exception as error:  # one configuration must not stop the sweep
@@ -326,7 +281,8 @@ def run_bench(
 ) -> dict:
     """Run the sweep and return the record that ``python -m mini_attn.bench`` writes.
 
-    For every configuration of ``sizes`` (:meth:`SweepSizes.configurations`) the method
+    For every configuration of ``sizes`` (:meth:`SweepSizes.configurations`), prefill
+    (``L = S`` queries) and then a decode step (one query against ``S`` keys): the method
     is called once (``first_call_ms``, :func:`~mini_attn.first_call_time`), then timed
     with :func:`~mini_attn.time_function`: ``warmup`` untimed calls, ``repeats`` timed
     runs. A run repeats a call that takes less than a millisecond back to back, up to
@@ -360,7 +316,10 @@ def run_bench(
         ``status`` (``"ok"``, ``"oom"``, ``"unsupported"``, ``"skipped"`` or
         ``"error"``), ``note``, and when ``ok`` ``median_ms``, ``min_ms``, ``times_ms``
         (per call), ``calls_per_run``, ``host_ms``, ``first_call_ms``, ``tflops`` and
-        ``peak_memory_bytes``.
+        ``peak_memory_bytes``, ``flops_per_byte`` and ``gbs`` (the least bytes moved,
+        :func:`~mini_attn.attention_bytes`, per second); ``decode`` (None when
+        ``sizes.decode`` is False), the same fields for one decode step of every
+        configuration (:func:`~mini_attn.bench.decode.measure_decode`).
 
     Raises:
         TypeError: if ``sizes`` is not a :class:`SweepSizes`.
@@ -386,6 +345,10 @@ def run_bench(
     for dtype, head_dim, method, seq_len in bar:
         bar.set_postfix_str(f"{method} {dtype} D={head_dim} L={seq_len}", refresh=False)
         record["results"].append(sweep.measure(dtype, head_dim, method, seq_len))
+        if sizes.decode:
+            record["decode"].append(
+                measure_decode(sizes, DTYPES[dtype], head_dim, method, seq_len, device)
+            )
         if checkpoint is not None:
             write_record(record, Path(checkpoint))
     bar.close()
