@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
+from .._validation import (
+    check_bool_mask,
+    check_floating,
+    check_tensor,
+    fmt_shape,
+)
 from ..core.softmax import masked_softmax
 
-__all__ = ["gumbel_softmax_attention", "hard_attention", "sample_attention", "topk_attention"]
+__all__ = [
+    "gumbel_softmax_attention",
+    "hard_attention",
+    "sample_attention",
+    "topk_attention",
+]
 
 
 def _check_scores_values(scores, values, mask) -> None:
@@ -35,30 +45,51 @@ def _check_scores_values(scores, values, mask) -> None:
             "on the number of keys S: scores is (..., L, S) and values is (..., S, Ev)"
         )
     if scores.shape[-1] == 0:
-        raise ValueError(f"scores {fmt_shape(scores.shape)} has no keys to choose from")
+        raise ValueError(
+            f"scores {fmt_shape(scores.shape)} has no keys to choose from"
+        )
     check_bool_mask(mask, scores.shape)
 
 
-def _fill_masked(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _fill_masked(
+    scores: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     """The scores with masked keys set to -inf, so that they are never the maximum."""
-    return scores if mask is None else scores.masked_fill(~mask, float("-inf"))
+    return (
+        scores
+        if mask is None
+        else scores.masked_fill(~mask, float("-inf"))
+    )
 
 
-def _any_allowed(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _any_allowed(
+    scores: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     """Boolean ``(..., L)``: ``True`` where a query has at least one key it may attend to."""
     if mask is None:
-        return torch.ones(scores.shape[:-1], dtype=torch.bool, device=scores.device)
+        return torch.ones(
+            scores.shape[:-1], dtype=torch.bool, device=scores.device
+        )
     return mask.expand(scores.shape).any(dim=-1)
 
 
-def _one_hot(index: torch.Tensor, n_keys: int, dtype: torch.dtype) -> torch.Tensor:
+def _one_hot(
+    index: torch.Tensor, n_keys: int, dtype: torch.dtype
+) -> torch.Tensor:
     """``(..., L)`` indices, ``-1`` for "nothing" -> ``(..., L, S)`` one-hot weights."""
-    weights = torch.nn.functional.one_hot(index.clamp_min(0), n_keys).to(dtype)
-    return weights * (index >= 0).unsqueeze(-1).to(dtype)  # index -1: an all-zero row
+    weights = torch.nn.functional.one_hot(index.clamp_min(0), n_keys).to(
+        dtype
+    )
+    return weights * (index >= 0).unsqueeze(-1).to(
+        dtype
+    )  # index -1: an all-zero row
 
 
 def hard_attention(
-    scores: torch.Tensor, values: torch.Tensor, *, mask: torch.Tensor | None = None
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard (argmax) attention: each query returns the value of its best-scoring key.
 
@@ -84,9 +115,13 @@ def hard_attention(
     - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
-    index = _fill_masked(scores, mask).argmax(dim=-1)  # (..., L): the best allowed key
+    index = _fill_masked(scores, mask).argmax(
+        dim=-1
+    )  # (..., L): the best allowed key
     index = torch.where(_any_allowed(scores, mask), index, -1)
-    weights = _one_hot(index, scores.shape[-1], values.dtype)  # (..., L, S), one 1 per row
+    weights = _one_hot(
+        index, scores.shape[-1], values.dtype
+    )  # (..., L, S), one 1 per row
     return weights @ values, index  # (..., L, Ev): the chosen value
 
 
@@ -129,17 +164,28 @@ def sample_attention(
     _check_scores_values(scores, values, mask)
     n_keys = scores.shape[-1]
     allowed = _any_allowed(scores, mask)  # (..., L)
-    probs = masked_softmax(scores.detach(), mask)  # (..., L, S), the distribution to draw from
-    probs = torch.where(allowed.unsqueeze(-1), probs, 1.0 / n_keys)  # any row, to keep it valid
+    probs = masked_softmax(
+        scores.detach(), mask
+    )  # (..., L, S), the distribution to draw from
+    probs = torch.where(
+        allowed.unsqueeze(-1), probs, 1.0 / n_keys
+    )  # any row, to keep it valid
     flat = probs.reshape(-1, n_keys)  # (N, S), multinomial wants 2-D
-    index = torch.multinomial(flat, 1, generator=generator).view(scores.shape[:-1])  # (..., L)
+    index = torch.multinomial(flat, 1, generator=generator).view(
+        scores.shape[:-1]
+    )  # (..., L)
     index = torch.where(allowed, index, -1)
 
-    # log p_i = s_i - log Σ_j exp(s_j) over the allowed keys; 0 for a query with no key
+    # log p_i = s_i - log Σ_j exp(s_j) over the allowed keys;
+    # 0 for a query with no key
     filled = _fill_masked(scores, mask)
-    filled = torch.where(allowed.unsqueeze(-1), filled, torch.zeros_like(filled))
+    filled = torch.where(
+        allowed.unsqueeze(-1), filled, torch.zeros_like(filled)
+    )
     log_probs = torch.log_softmax(filled, dim=-1)  # (..., L, S)
-    log_prob = log_probs.gather(-1, index.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # (..., L)
+    log_prob = log_probs.gather(
+        -1, index.clamp_min(0).unsqueeze(-1)
+    ).squeeze(-1)  # (..., L)
     log_prob = torch.where(allowed, log_prob, torch.zeros_like(log_prob))
 
     weights = _one_hot(index, n_keys, values.dtype)  # (..., L, S)
@@ -191,21 +237,33 @@ def gumbel_softmax_attention(
     _check_scores_values(scores, values, mask)
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
-    # Gumbel noise, drawn as PyTorch's gumbel_softmax draws it: -log(Exp(1))
-    gumbels = -torch.empty_like(scores).exponential_(generator=generator).log()
-    soft = masked_softmax((scores + gumbels) / tau, mask)  # (..., L, S), relaxed weights
+    # Gumbel noise as PyTorch's gumbel_softmax draws it: -log(Exp(1))
+    gumbels = (
+        -torch.empty_like(scores).exponential_(generator=generator).log()
+    )
+    soft = masked_softmax(
+        (scores + gumbels) / tau, mask
+    )  # (..., L, S), relaxed weights
     if hard:
-        index = _fill_masked(scores + gumbels, mask).argmax(dim=-1)  # (..., L): the draw
+        index = _fill_masked(scores + gumbels, mask).argmax(
+            dim=-1
+        )  # (..., L): the draw
         index = torch.where(_any_allowed(scores, mask), index, -1)
         one_hot = _one_hot(index, scores.shape[-1], soft.dtype)
-        weights = one_hot - soft.detach() + soft  # forward: one_hot; backward: d soft
+        weights = (
+            one_hot - soft.detach() + soft
+        )  # forward: one_hot; backward: d soft
     else:
         weights = soft
     return weights @ values, weights  # (..., L, Ev), (..., L, S)
 
 
 def topk_attention(
-    scores: torch.Tensor, values: torch.Tensor, k: int, *, mask: torch.Tensor | None = None
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    k: int,
+    *,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k attention: a softmax over the ``k`` best-scoring keys, weight 0 for the others.
 
@@ -234,12 +292,24 @@ def topk_attention(
     """
     _check_scores_values(scores, values, mask)
     n_keys = scores.shape[-1]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_keys:
-        raise ValueError(f"k must be an integer in [1, S={n_keys}], got {k!r}")
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, int)
+        or not 1 <= k <= n_keys
+    ):
+        raise ValueError(
+            f"k must be an integer in [1, S={n_keys}], got {k!r}"
+        )
     filled = _fill_masked(scores, mask)
     best = filled.topk(k, dim=-1).indices  # (..., L, k)
-    keep = torch.zeros_like(filled, dtype=torch.bool).scatter(-1, best, True)  # (..., L, S)
+    keep = torch.zeros_like(filled, dtype=torch.bool).scatter(
+        -1, best, True
+    )  # (..., L, S)
     if mask is not None:
-        keep = keep & mask  # a masked key among the k "best" (-inf) stays masked
-    weights = masked_softmax(scores, keep)  # (..., L, S), zero outside the k best
+        keep = (
+            keep & mask
+        )  # a masked key among the k "best" (-inf) stays masked
+    weights = masked_softmax(
+        scores, keep
+    )  # (..., L, S), zero outside the k best
     return weights @ values, weights  # (..., L, Ev), (..., L, S)

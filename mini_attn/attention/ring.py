@@ -15,8 +15,17 @@ import math
 import torch
 import torch.distributed as dist
 
-from .._validation import HALF_DTYPES, broadcast_batch, check_qkv, fmt_shape
-from .tiled import finish_online_softmax, online_softmax_update, start_online_softmax
+from .._validation import (
+    HALF_DTYPES,
+    broadcast_batch,
+    check_qkv,
+    fmt_shape,
+)
+from .tiled import (
+    finish_online_softmax,
+    online_softmax_update,
+    start_online_softmax,
+)
 
 __all__ = ["block_source", "ring_attention", "ring_causal_work"]
 
@@ -30,7 +39,9 @@ def block_source(rank: int, step: int, world_size: int) -> int:
     return (rank - step) % world_size
 
 
-def ring_causal_work(positions: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def ring_causal_work(
+    positions: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
     """The causal scores each rank computes at each step of the ring, chunk by chunk.
 
     Rank ``r`` holds the queries and keys at ``positions[r]`` (global positions), in chunks
@@ -49,13 +60,17 @@ def ring_causal_work(positions: torch.Tensor, chunk_size: int) -> torch.Tensor:
         (column).
     """
     world_size, n = positions.shape
-    chunks = positions.reshape(world_size, n // chunk_size, chunk_size)  # (W, c, chunk)
+    chunks = positions.reshape(
+        world_size, n // chunk_size, chunk_size
+    )  # (W, c, chunk)
     first, last = chunks.amin(dim=-1), chunks.amax(dim=-1)  # (W, c) each
     work = torch.zeros(world_size, world_size, dtype=torch.int64)
     for step in range(world_size):
         for rank in range(world_size):
             source = block_source(rank, step, world_size)
-            needed = first[source][None, :] <= last[rank][:, None]  # (query c, key c)
+            needed = (
+                first[source][None, :] <= last[rank][:, None]
+            )  # (query c, key c)
             work[step, rank] = int(needed.sum()) * chunk_size * chunk_size
     return work
 
@@ -112,19 +127,29 @@ def ring_attention(
     - ``...``: batch dimensions (they broadcast)
     """
     batch = _check_ring(query, key, value, causal, group)
-    key, value = key.expand(*batch, *key.shape[-2:]), value.expand(*batch, *value.shape[-2:])
+    key, value = (
+        key.expand(*batch, *key.shape[-2:]),
+        value.expand(*batch, *value.shape[-2:]),
+    )
     return _RingAttention.apply(query, key, value, causal, group)
 
 
-def _pass_around(tensors: list[torch.Tensor], group) -> tuple[list[torch.Tensor], list]:
+def _pass_around(
+    tensors: list[torch.Tensor], group
+) -> tuple[list[torch.Tensor], list]:
     """Start sending ``tensors`` to the next rank and receiving the previous rank's.
 
     Returns the buffers the messages arrive in and the requests to ``wait()`` on.
     """
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
-    send_to, recv_from = (rank + 1) % world_size, (rank - 1) % world_size  # ranks in group
+    send_to, recv_from = (
+        (rank + 1) % world_size,
+        (rank - 1) % world_size,
+    )  # ranks in group
     if group is not None:  # P2POp wants global ranks
-        send_to, recv_from = (dist.get_global_rank(group, r) for r in (send_to, recv_from))
+        send_to, recv_from = (
+            dist.get_global_rank(group, r) for r in (send_to, recv_from)
+        )
     incoming = [torch.empty_like(t) for t in tensors]
     ops = [dist.P2POp(dist.isend, t, send_to, group) for t in tensors]
     ops += [dist.P2POp(dist.irecv, t, recv_from, group) for t in incoming]
@@ -138,72 +163,127 @@ def _block_scores(query, key, rank, source, scale, causal, dtype):
     global key comes after the global query.
     """
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    first_query, first_key = rank * n_queries, source * n_keys  # global positions
+    first_query, first_key = (
+        rank * n_queries,
+        source * n_keys,
+    )  # global positions
     if causal and first_key > first_query + n_queries - 1:
-        return None  # every key of the block comes after every query: nothing to attend
-    scores = (query @ key.transpose(-2, -1)).to(dtype) * scale  # (..., L/W, S/W)
-    if causal and first_key + n_keys - 1 > first_query:  # the diagonal block: mask it
-        query_pos = torch.arange(first_query, first_query + n_queries, device=query.device)
-        key_pos = torch.arange(first_key, first_key + n_keys, device=query.device)
-        scores = scores.masked_fill(key_pos > query_pos[:, None], -math.inf)
+        # every key of the block comes after every query:
+        # nothing to attend
+        return None
+    scores = (query @ key.transpose(-2, -1)).to(
+        dtype
+    ) * scale  # (..., L/W, S/W)
+    if (
+        causal and first_key + n_keys - 1 > first_query
+    ):  # the diagonal block: mask it
+        query_pos = torch.arange(
+            first_query, first_query + n_queries, device=query.device
+        )
+        key_pos = torch.arange(
+            first_key, first_key + n_keys, device=query.device
+        )
+        scores = scores.masked_fill(
+            key_pos > query_pos[:, None], -math.inf
+        )
     return scores
 
 
 def _ring_forward(query, key, value, causal, group):
-    """The ring of the forward pass: the output and the log-sum-exp of every query."""
+    """The ring of the forward pass: the output and the log-sum-exp of
+    every query."""
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
     scale = 1.0 / math.sqrt(query.shape[-1])
-    acc_dtype = torch.float32 if query.dtype in HALF_DTYPES else query.dtype
-    state = start_online_softmax(
-        query.shape[:-2], query.shape[-2], value.shape[-1], like=query, dtype=acc_dtype
+    acc_dtype = (
+        torch.float32 if query.dtype in HALF_DTYPES else query.dtype
     )
-    blocks = [key.contiguous(), value.contiguous()]  # the block this rank holds now
+    state = start_online_softmax(
+        query.shape[:-2],
+        query.shape[-2],
+        value.shape[-1],
+        like=query,
+        dtype=acc_dtype,
+    )
+    blocks = [
+        key.contiguous(),
+        value.contiguous(),
+    ]  # the block this rank holds now
     for step in range(world_size):
-        if step < world_size - 1:  # start passing it on before computing with it
+        if (
+            step < world_size - 1
+        ):  # start passing it on before computing with it
             incoming, requests = _pass_around(blocks, group)
         source = block_source(rank, step, world_size)
-        scores = _block_scores(query, blocks[0], rank, source, scale, causal, acc_dtype)
+        scores = _block_scores(
+            query, blocks[0], rank, source, scale, causal, acc_dtype
+        )
         if scores is not None:
             state = online_softmax_update(state, scores, blocks[1])
         if step < world_size - 1:
             for request in requests:
                 request.wait()
-            blocks = incoming  # the previous rank's block; this rank's is now one further
-    log_sum_exp = state.row_max + torch.log(state.row_sum)  # (..., L/W, 1); -inf: no key
+            # the previous rank's block; this rank's is now one further
+            blocks = incoming
+    log_sum_exp = state.row_max + torch.log(
+        state.row_sum
+    )  # (..., L/W, 1); -inf: no key
     return finish_online_softmax(state).to(query.dtype), log_sum_exp
 
 
-def _ring_backward(query, key, value, output, log_sum_exp, grad_output, causal, group):
+def _ring_backward(
+    query, key, value, output, log_sum_exp, grad_output, causal, group
+):
     """The ring of the backward pass: the blocks travel again, their gradients with them."""
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
     scale = 1.0 / math.sqrt(query.shape[-1])
     dtype = log_sum_exp.dtype
     q, grad_out = query.to(dtype), grad_output.to(dtype)
-    delta = (grad_out * output.to(dtype)).sum(dim=-1, keepdim=True)  # rowsum(dO ∘ O)
+    delta = (grad_out * output.to(dtype)).sum(
+        dim=-1, keepdim=True
+    )  # rowsum(dO ∘ O)
     grad_query = torch.zeros_like(q)
     blocks = [key.contiguous(), value.contiguous()]
-    grads = [torch.zeros_like(key, dtype=dtype), torch.zeros_like(value, dtype=dtype)]
+    grads = [
+        torch.zeros_like(key, dtype=dtype),
+        torch.zeros_like(value, dtype=dtype),
+    ]
     for step in range(world_size):
         if step < world_size - 1:
             incoming, requests = _pass_around(blocks, group)
         k, v = (b.to(dtype) for b in blocks)
         source = block_source(rank, step, world_size)
-        scores = _block_scores(query, blocks[0], rank, source, scale, causal, dtype)
+        scores = _block_scores(
+            query, blocks[0], rank, source, scale, causal, dtype
+        )
         if scores is not None:
-            weights = torch.exp(scores - log_sum_exp.nan_to_num(neginf=0.0))  # P, (..., L, S)
-            grads[1] = grads[1] + weights.transpose(-2, -1) @ grad_out  # dV += Pᵀ dO
-            grad_scores = weights * (grad_out @ v.transpose(-2, -1) - delta) * scale
+            weights = torch.exp(
+                scores - log_sum_exp.nan_to_num(neginf=0.0)
+            )  # P, (..., L, S)
+            grads[1] = (
+                grads[1] + weights.transpose(-2, -1) @ grad_out
+            )  # dV += Pᵀ dO
+            grad_scores = (
+                weights * (grad_out @ v.transpose(-2, -1) - delta) * scale
+            )
             grad_query = grad_query + grad_scores @ k  # dQ += dS K
-            grads[0] = grads[0] + grad_scores.transpose(-2, -1) @ q  # dK += dSᵀ Q
+            grads[0] = (
+                grads[0] + grad_scores.transpose(-2, -1) @ q
+            )  # dK += dSᵀ Q
         if step < world_size - 1:
             for request in requests:
                 request.wait()
             blocks = incoming
-        if world_size > 1:  # the gradients follow their block: after W passes they are home
+        if (
+            world_size > 1
+        ):  # the gradients follow their block: after W passes they are home
             grads, requests = _pass_around(grads, group)
             for request in requests:
                 request.wait()
-    return grad_query.to(query.dtype), grads[0].to(key.dtype), grads[1].to(value.dtype)
+    return (
+        grad_query.to(query.dtype),
+        grads[0].to(key.dtype),
+        grads[1].to(value.dtype),
+    )
 
 
 class _RingAttention(torch.autograd.Function):
@@ -211,14 +291,18 @@ class _RingAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, value, causal, group):
-        output, log_sum_exp = _ring_forward(query, key, value, causal, group)
+        output, log_sum_exp = _ring_forward(
+            query, key, value, causal, group
+        )
         ctx.save_for_backward(query, key, value, output, log_sum_exp)
         ctx.causal, ctx.group = causal, group
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
-        grads = _ring_backward(*ctx.saved_tensors, grad_output, ctx.causal, ctx.group)
+        grads = _ring_backward(
+            *ctx.saved_tensors, grad_output, ctx.causal, ctx.group
+        )
         return (*grads, None, None)
 
 
@@ -254,9 +338,13 @@ def _check_ring(query, key, value, causal, group) -> tuple[int, ...]:
         raise ValueError(f"ring_attention on rank {rank}: {error}")
     for other, (other_error, other_described) in enumerate(everyone):
         if other_error is not None:
-            raise ValueError(f"ring_attention: rank {other} was given {other_described}")
+            raise ValueError(
+                f"ring_attention: rank {other} was given {other_described}"
+            )
         if other_described != described:
-            table = "\n".join(f"  rank {r}: {d}" for r, (_, d) in enumerate(everyone))
+            table = "\n".join(
+                f"  rank {r}: {d}" for r, (_, d) in enumerate(everyone)
+            )
             raise ValueError(
                 "ring_attention needs the same shapes, dtype, device type and causal on every "
                 f"rank (equal blocks of one sequence); rank {rank} has {described}, rank "

@@ -23,12 +23,22 @@ from torch import nn
 
 from .._validation import check_floating, check_tensor, fmt_shape
 
-__all__ = ["AdditiveScore", "BilinearScore", "dot_product_score", "scaled_dot_product_score"]
+__all__ = [
+    "AdditiveScore",
+    "BilinearScore",
+    "dot_product_score",
+    "scaled_dot_product_score",
+]
 
 
-def _check_query_key(query, key, query_dim: int | None = None, key_dim: int | None = None):
+def _check_query_key(
+    query, key, query_dim: int | None = None, key_dim: int | None = None
+):
     """Both tensors floating point with at least 2 dims; last dims as the module expects."""
-    for name, x, dim in (("query", query, query_dim), ("key", key, key_dim)):
+    for name, x, dim in (
+        ("query", query, query_dim),
+        ("key", key, key_dim),
+    ):
         check_floating(check_tensor(x, name, min_ndim=2), name)
         if dim is not None and x.shape[-1] != dim:
             raise ValueError(
@@ -36,7 +46,9 @@ def _check_query_key(query, key, query_dim: int | None = None, key_dim: int | No
             )
 
 
-def dot_product_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+def dot_product_score(
+    query: torch.Tensor, key: torch.Tensor
+) -> torch.Tensor:
     r"""Dot-product scores :math:`q^\top k` of every query with every key.
 
     Args:
@@ -65,7 +77,9 @@ def dot_product_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     return query @ key.transpose(-2, -1)  # (..., L, S)
 
 
-def scaled_dot_product_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+def scaled_dot_product_score(
+    query: torch.Tensor, key: torch.Tensor
+) -> torch.Tensor:
     r"""Scaled dot-product scores :math:`q^\top k / \sqrt{E}` (chapter 5 explains the √E).
 
     Args:
@@ -111,14 +125,18 @@ class AdditiveScore(nn.Module):
     - ``...``: batch dimensions (they broadcast)
     """
 
-    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
+    def __init__(
+        self, query_dim: int, key_dim: int, hidden_dim: int
+    ) -> None:
         super().__init__()
         self.query_dim, self.key_dim = query_dim, key_dim
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)
         self.key_proj = nn.Linear(key_dim, hidden_dim, bias=False)
         self.out = nn.Linear(hidden_dim, 1, bias=False)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
         """Scores of every query with every key.
 
         Args:
@@ -129,9 +147,15 @@ class AdditiveScore(nn.Module):
             Tensor: the scores, shape :math:`(..., L, S)`.
         """
         _check_query_key(query, key, self.query_dim, self.key_dim)
-        # every query with every key: (..., L, 1, A) + (..., 1, S, A) -> (..., L, S, A)
-        hidden = torch.tanh(self.query_proj(query).unsqueeze(-2) + self.key_proj(key).unsqueeze(-3))
-        return self.out(hidden).squeeze(-1)  # (..., L, S): wᵀ tanh(W_q q + W_k k)
+        # every query with every key:
+        # (..., L, 1, A) + (..., 1, S, A) -> (..., L, S, A)
+        hidden = torch.tanh(
+            self.query_proj(query).unsqueeze(-2)
+            + self.key_proj(key).unsqueeze(-3)
+        )
+        return self.out(hidden).squeeze(
+            -1
+        )  # (..., L, S): wᵀ tanh(W_q q + W_k k)
 
 
 class BilinearScore(nn.Module):
@@ -158,9 +182,13 @@ class BilinearScore(nn.Module):
     def __init__(self, query_dim: int, key_dim: int) -> None:
         super().__init__()
         self.query_dim, self.key_dim = query_dim, key_dim
-        self.weight = nn.Parameter(torch.randn(query_dim, key_dim) / math.sqrt(key_dim))
+        self.weight = nn.Parameter(
+            torch.randn(query_dim, key_dim) / math.sqrt(key_dim)
+        )
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
         """Scores of every query with every key.
 
         Args:
@@ -171,4 +199,6 @@ class BilinearScore(nn.Module):
             Tensor: the scores, shape :math:`(..., L, S)`.
         """
         _check_query_key(query, key, self.query_dim, self.key_dim)
-        return (query @ self.weight) @ key.transpose(-2, -1)  # (..., L, Ek) @ (..., Ek, S)
+        return (query @ self.weight) @ key.transpose(
+            -2, -1
+        )  # (..., L, Ek) @ (..., Ek, S)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_bool_mask, check_floating, check_tensor, fmt_shape
+from .._validation import (
+    check_bool_mask,
+    check_floating,
+    check_tensor,
+    fmt_shape,
+)
 from ..core.softmax import masked_softmax
 
 __all__ = ["soft_attention"]
 
 
 def soft_attention(
-    scores: torch.Tensor, values: torch.Tensor, *, mask: torch.Tensor | None = None
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Soft attention: the average of the values weighted by :math:`\mathrm{softmax}(s)`.
 
@@ -47,10 +55,15 @@ def soft_attention(
         check_floating(check_tensor(x, name, min_ndim=2), name)
     if scores.shape[-1] != values.shape[-2]:
         raise ValueError(
-            f"scores {fmt_shape(scores.shape)} and values {fmt_shape(values.shape)} must agree "
-            "on the number of keys S: scores (..., L, S), values (..., S, Ev)"
+            f"scores {fmt_shape(scores.shape)} and values "
+            f"{fmt_shape(values.shape)} must agree on the number "
+            "of keys S: scores (..., L, S), values (..., S, Ev)"
         )
     check_bool_mask(mask, scores.shape)
-    weights = masked_softmax(scores, mask)  # (..., L, S), rows sum to 1 (or are all 0)
-    context = weights @ values  # (..., L, Ev): the weighted average of the values
+    weights = masked_softmax(
+        scores, mask
+    )  # (..., L, S), rows sum to 1 (or are all 0)
+    context = (
+        weights @ values
+    )  # (..., L, Ev): the weighted average of the values
     return context, weights

@@ -14,7 +14,12 @@ from typing import NamedTuple
 
 import torch
 
-from .._validation import HALF_DTYPES, broadcast_batch, check_positive_int, check_qkv
+from .._validation import (
+    HALF_DTYPES,
+    broadcast_batch,
+    check_positive_int,
+    check_qkv,
+)
 
 __all__ = [
     "OnlineSoftmax",
@@ -45,7 +50,12 @@ class OnlineSoftmax(NamedTuple):
 
 
 def start_online_softmax(
-    batch: tuple[int, ...], n_queries: int, value_dim: int, *, like: torch.Tensor, dtype
+    batch: tuple[int, ...],
+    n_queries: int,
+    value_dim: int,
+    *,
+    like: torch.Tensor,
+    dtype,
 ) -> OnlineSoftmax:
     """The state before any key: ``m = -inf``, ``l = 0``, ``acc = 0``.
 
@@ -59,9 +69,15 @@ def start_online_softmax(
     Returns:
         OnlineSoftmax: ``row_max``, ``row_sum`` ``(..., L, 1)`` and ``acc`` ``(..., L, Ev)``.
     """
-    row_max = like.new_full((*batch, n_queries, 1), -math.inf, dtype=dtype)  # (..., L, 1)
-    row_sum = like.new_zeros((*batch, n_queries, 1), dtype=dtype)  # (..., L, 1)
-    acc = like.new_zeros((*batch, n_queries, value_dim), dtype=dtype)  # (..., L, Ev)
+    row_max = like.new_full(
+        (*batch, n_queries, 1), -math.inf, dtype=dtype
+    )  # (..., L, 1)
+    row_sum = like.new_zeros(
+        (*batch, n_queries, 1), dtype=dtype
+    )  # (..., L, 1)
+    acc = like.new_zeros(
+        (*batch, n_queries, value_dim), dtype=dtype
+    )  # (..., L, Ev)
     return OnlineSoftmax(row_max, row_sum, acc)
 
 
@@ -92,13 +108,22 @@ def online_softmax_update(
     - ``Ev``: value size
     """
     row_max, row_sum, acc = state
-    # the new running max; the shift is 0 for a row that has seen no key yet (max -inf)
-    new_max = torch.maximum(row_max, scores.detach().amax(dim=-1, keepdim=True))
-    shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-    correction = torch.exp(row_max - shift)  # rescales the old sums: e^(m_old - m_new)
+    # the new running max; the shift is 0 for a row that has seen no key
+    # yet (max -inf)
+    new_max = torch.maximum(
+        row_max, scores.detach().amax(dim=-1, keepdim=True)
+    )
+    shift = torch.where(
+        torch.isfinite(new_max), new_max, torch.zeros_like(new_max)
+    )
+    correction = torch.exp(
+        row_max - shift
+    )  # rescales the old sums: e^(m_old - m_new)
     weights = torch.exp(scores - shift)  # (..., L, b), unnormalised
     row_sum = row_sum * correction + weights.sum(dim=-1, keepdim=True)
-    acc = acc * correction + (weights.to(values.dtype) @ values).to(acc.dtype)
+    acc = acc * correction + (weights.to(values.dtype) @ values).to(
+        acc.dtype
+    )
     return OnlineSoftmax(new_max, row_sum, acc)
 
 
@@ -109,7 +134,9 @@ def finish_online_softmax(state: OnlineSoftmax) -> torch.Tensor:
         Tensor: :math:`(..., L, Ev)`, in the state's dtype.
     """
     # normalise once at the end; a row with no key has row_sum 0 and gets 0 / tiny = 0
-    return state.acc / state.row_sum.clamp_min(torch.finfo(state.acc.dtype).tiny)
+    return state.acc / state.row_sum.clamp_min(
+        torch.finfo(state.acc.dtype).tiny
+    )
 
 
 def tiled_attention(
@@ -164,19 +191,34 @@ def tiled_attention(
     n_queries, n_keys = query.shape[-2], key.shape[-2]
     batch = broadcast_batch(query=query, key=key, value=value)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    acc_dtype = torch.float32 if query.dtype in HALF_DTYPES else query.dtype  # softmax statistics
+    acc_dtype = (
+        torch.float32 if query.dtype in HALF_DTYPES else query.dtype
+    )  # softmax statistics
 
-    # per query: running max m, running sum l of exp(score - m), running sum of exp(...)·v
-    state = start_online_softmax(batch, n_queries, value.shape[-1], like=query, dtype=acc_dtype)
-    query_pos = torch.arange(n_queries, device=query.device)[:, None]  # (L, 1)
-    last = min(n_keys, n_queries) if causal else n_keys  # causal: keys j ≥ L are never seen
+    # per query: running max m, running sum l of exp(score - m),
+    # running sum of exp(...)·v
+    state = start_online_softmax(
+        batch, n_queries, value.shape[-1], like=query, dtype=acc_dtype
+    )
+    query_pos = torch.arange(n_queries, device=query.device)[
+        :, None
+    ]  # (L, 1)
+    last = (
+        min(n_keys, n_queries) if causal else n_keys
+    )  # causal: keys j ≥ L are never seen
     for start in range(0, last, block_size):
         stop = min(start + block_size, n_keys)
         k_block = key[..., start:stop, :]  # (..., b, E)
         v_block = value[..., start:stop, :]  # (..., b, Ev)
-        scores = (query @ k_block.transpose(-2, -1)).to(acc_dtype) * scale  # (..., L, b)
+        scores = (query @ k_block.transpose(-2, -1)).to(
+            acc_dtype
+        ) * scale  # (..., L, b)
         if causal:  # query i may attend to key j if j ≤ i
-            allowed = query_pos >= torch.arange(start, stop, device=query.device)  # (L, b)
+            allowed = query_pos >= torch.arange(
+                start, stop, device=query.device
+            )  # (L, b)
             scores = scores.masked_fill(~allowed, -math.inf)
-        state = online_softmax_update(state, scores, v_block)  # rescale, add the block
+        state = online_softmax_update(
+            state, scores, v_block
+        )  # rescale, add the block
     return finish_online_softmax(state).to(query.dtype)  # (..., L, Ev)

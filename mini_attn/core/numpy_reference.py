@@ -14,28 +14,47 @@ __all__ = ["scaled_dot_product_attention_numpy", "self_attention_numpy"]
 
 def _shape(x) -> str:
     dims = tuple(x.shape)
-    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join(str(d) for d in dims)
+        + ("," if len(dims) == 1 else "")
+        + ")"
+    )
 
 
 def _check_array(x, name: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a numpy.ndarray, got {type(x).__name__}"
+        )
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+        raise TypeError(
+            f"{name} must be a floating-point array, got dtype {x.dtype}"
+        )
     if x.ndim < 2:
-        raise ValueError(f"{name} must have at least 2 dimensions, got shape {_shape(x)}")
+        raise ValueError(
+            f"{name} must have at least 2 dimensions, got shape {_shape(x)}"
+        )
     return x
 
 
 def _softmax(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Softmax over the last axis; masked keys get 0, a fully masked row is all zeros."""
     if mask is not None:
-        scores = np.where(mask, scores, -np.inf)  # masked keys: exp(-inf) = 0
-    row_max = scores.max(axis=-1, keepdims=True)  # subtract it: exp never overflows
-    row_max = np.where(np.isfinite(row_max), row_max, 0.0)  # a fully masked row: max is -inf
+        scores = np.where(
+            mask, scores, -np.inf
+        )  # masked keys: exp(-inf) = 0
+    row_max = scores.max(
+        axis=-1, keepdims=True
+    )  # subtract it: exp never overflows
+    row_max = np.where(
+        np.isfinite(row_max), row_max, 0.0
+    )  # a fully masked row: max is -inf
     exp = np.exp(scores - row_max)
     denom = exp.sum(axis=-1, keepdims=True)
-    return exp / np.maximum(denom, np.finfo(scores.dtype).tiny)  # 0 / tiny = 0 for such rows
+    return exp / np.maximum(
+        denom, np.finfo(scores.dtype).tiny
+    )  # 0 / tiny = 0 for such rows
 
 
 def scaled_dot_product_attention_numpy(
@@ -79,25 +98,36 @@ def scaled_dot_product_attention_numpy(
         _check_array(x, name)
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(
-            f"query {_shape(query)} and key {_shape(key)} must have the same last dimension D"
+            f"query {_shape(query)} and key {_shape(key)} must have the "
+            "same last dimension D"
         )
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(
-            f"key {_shape(key)} and value {_shape(value)} must have the same number of rows S"
+            f"key {_shape(key)} and value {_shape(value)} must have "
+            "the same number of rows S"
         )
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != np.bool_):
+    if mask is not None and (
+        not isinstance(mask, np.ndarray) or mask.dtype != np.bool_
+    ):
         raise TypeError(
-            "mask must be a boolean numpy.ndarray (True where a query may attend to a key), "
+            "mask must be a boolean numpy.ndarray (True where a query "
+            "may attend to a key), "
             f"got {getattr(mask, 'dtype', type(mask).__name__)}"
         )
     if causal:
-        future = np.tril(np.ones((n_queries, n_keys), dtype=bool))  # (L, S): True for j ≤ i
+        future = np.tril(
+            np.ones((n_queries, n_keys), dtype=bool)
+        )  # (L, S): True for j ≤ i
         mask = future if mask is None else mask & future
     scale = 1.0 / np.sqrt(query.shape[-1]) if scale is None else scale
 
-    scores = query @ np.swapaxes(key, -1, -2) * scale  # (..., L, S): Q Kᵀ / √D
-    weights = _softmax(scores, mask)  # (..., L, S): each row sums to 1 (or is all 0)
+    scores = (
+        query @ np.swapaxes(key, -1, -2) * scale
+    )  # (..., L, S): Q Kᵀ / √D
+    weights = _softmax(
+        scores, mask
+    )  # (..., L, S): each row sums to 1 (or is all 0)
     return weights @ value, weights  # (..., L, Dv), (..., L, S)
 
 
@@ -148,4 +178,6 @@ def self_attention_numpy(
     query = x @ w_q  # (..., N, D)
     key = x @ w_k  # (..., N, D)
     value = x @ w_v  # (..., N, Dv)
-    return scaled_dot_product_attention_numpy(query, key, value, mask=mask, causal=causal)
+    return scaled_dot_product_attention_numpy(
+        query, key, value, mask=mask, causal=causal
+    )

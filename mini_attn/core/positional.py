@@ -46,16 +46,30 @@ def sinusoidal_positional_encoding(
     """
     if n_positions < 0 or dim < 1:
         raise ValueError(
-            f"n_positions must be >= 0 and dim >= 1, got n_positions={n_positions}, dim={dim}"
+            "n_positions must be >= 0 and dim >= 1, got "
+            f"n_positions={n_positions}, dim={dim}"
         )
     if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
-    # compute in float64 so that large positions keep their precision, then convert
-    positions = torch.arange(n_positions, dtype=torch.float64, device=device)[:, None]  # (N, 1)
-    even = torch.arange(0, dim, 2, dtype=torch.float64, device=device)  # 2i = 0, 2, 4, ...
-    frequencies = base ** (-even / dim)  # ω_i = base^(-2i/dim), shape (ceil(E/2),)
+        raise TypeError(
+            f"dtype must be a floating-point dtype, got {dtype}"
+        )
+    # compute in float64 so that large positions keep their precision,
+    # then convert
+    positions = torch.arange(
+        n_positions, dtype=torch.float64, device=device
+    )[:, None]  # (N, 1)
+    even = torch.arange(
+        0, dim, 2, dtype=torch.float64, device=device
+    )  # 2i = 0, 2, 4, ...
+    frequencies = base ** (
+        -even / dim
+    )  # ω_i = base^(-2i/dim), shape (ceil(E/2),)
     angles = positions * frequencies  # (N, ceil(E/2)): p · ω_i
-    encoding = torch.empty(n_positions, dim, dtype=torch.float64, device=device)
+    encoding = torch.empty(
+        n_positions, dim, dtype=torch.float64, device=device
+    )
     encoding[:, 0::2] = torch.sin(angles)  # even columns: sin(p ω_i)
-    encoding[:, 1::2] = torch.cos(angles[:, : dim // 2])  # odd columns: cos(p ω_i)
+    encoding[:, 1::2] = torch.cos(
+        angles[:, : dim // 2]
+    )  # odd columns: cos(p ω_i)
     return encoding.to(dtype)

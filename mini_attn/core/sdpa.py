@@ -70,12 +70,20 @@ def scaled_dot_product_attention(
         mask = future if mask is None else mask & future
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
-    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale, on an L × D matrix
-    # instead of the larger L × S one
-    scores = (query * scale) @ key.transpose(-2, -1)  # (..., L, S): Q Kᵀ / √D
-    if mask is not None:  # the mask may carry batch dimensions that Q Kᵀ lacks
-        scores = scores.expand(torch.broadcast_shapes(scores.shape, mask.shape))
-    weights = masked_softmax(scores, mask)  # (..., L, S): rows sum to 1, or 0 if all masked
+    # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale,
+    # on an L × D matrix instead of the larger L × S one
+    scores = (query * scale) @ key.transpose(
+        -2, -1
+    )  # (..., L, S): Q Kᵀ / √D
+    if (
+        mask is not None
+    ):  # the mask may carry batch dimensions that Q Kᵀ lacks
+        scores = scores.expand(
+            torch.broadcast_shapes(scores.shape, mask.shape)
+        )
+    weights = masked_softmax(
+        scores, mask
+    )  # (..., L, S): rows sum to 1, or 0 if all masked
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     return weights @ value, weights  # (..., L, Dv), (..., L, S)

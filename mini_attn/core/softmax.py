@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import HALF_DTYPES, check_bool_mask, check_dim, check_floating, check_tensor
+from .._validation import (
+    HALF_DTYPES,
+    check_bool_mask,
+    check_dim,
+    check_floating,
+    check_tensor,
+)
 
 __all__ = ["masked_softmax"]
 
@@ -50,13 +56,23 @@ def masked_softmax(
     dim = check_dim(dim, scores.dim())
     check_bool_mask(mask, scores.shape)
 
-    x = scores.float() if scores.dtype in HALF_DTYPES else scores  # half: sum in float32
+    x = (
+        scores.float() if scores.dtype in HALF_DTYPES else scores
+    )  # half: sum in float32
     if mask is not None:
-        x = x.masked_fill(~mask, float("-inf"))  # masked keys: exp(-inf) = 0
-    # torch.softmax subtracts the row maximum before exp, so large scores cannot overflow
+        x = x.masked_fill(
+            ~mask, float("-inf")
+        )  # masked keys: exp(-inf) = 0
+    # torch.softmax subtracts the row maximum before exp, so large scores
+    # cannot overflow
     weights = torch.softmax(x, dim=dim)
     if mask is not None:
-        # a row with every position masked is 0/0 = NaN: give it zeros instead
-        mask = mask.reshape((1,) * (x.dim() - mask.dim()) + mask.shape)  # as many dims as x
-        weights = weights.masked_fill(~mask.any(dim=dim, keepdim=True), 0.0)
+        # a row with every position masked is 0/0 = NaN:
+        # give it zeros instead
+        mask = mask.reshape(
+            (1,) * (x.dim() - mask.dim()) + mask.shape
+        )  # as many dims as x
+        weights = weights.masked_fill(
+            ~mask.any(dim=dim, keepdim=True), 0.0
+        )
     return weights.to(scores.dtype)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["attention_backward_dkdv_kernel", "attention_backward_dq_kernel"]
+__all__ = [
+    "attention_backward_dkdv_kernel",
+    "attention_backward_dq_kernel",
+]
 
 
 @triton.jit
 def attention_backward_dkdv_kernel(
-    Q, K, V, dOut, LSE, Delta, dK, dV,  # contiguous (N, L|S, D) tensors; LSE, Delta (N, L)
+    # contiguous (N, L|S, D) tensors; LSE, Delta (N, L)
+    Q, K, V, dOut, LSE, Delta, dK, dV,
     n_queries, n_keys, qk_scale, scale,
     CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
@@ -49,33 +53,78 @@ def attention_backward_dkdv_kernel(
     """
     start_n = tl.program_id(0) * BLOCK_N
     batch = tl.program_id(1).to(tl.int64)
-    offs_n = start_n + tl.arange(0, BLOCK_N)  # (BLOCK_N,) the key indices j
+    offs_n = start_n + tl.arange(
+        0, BLOCK_N
+    )  # (BLOCK_N,) the key indices j
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
-    kv_offsets = batch * n_keys * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
-    k = tl.load(K + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
-    v = tl.load(V + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
+    kv_offsets = (
+        batch * n_keys * HEAD_DIM
+        + offs_n[:, None] * HEAD_DIM
+        + offs_d[None, :]
+    )
+    k = tl.load(
+        K + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0
+    ).to(DOT_DTYPE)
+    v = tl.load(
+        V + kv_offsets, mask=offs_n[:, None] < n_keys, other=0.0
+    ).to(DOT_DTYPE)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    start = start_n // BLOCK_M * BLOCK_M if CAUSAL else 0  # causal: only queries i ≥ j see j
+    start = (
+        start_n // BLOCK_M * BLOCK_M if CAUSAL else 0
+    )  # causal: only queries i ≥ j see j
     for start_m in range(start, n_queries, BLOCK_M):
         rows = start_m + offs_m  # (BLOCK_M,) the query indices i
-        q_offsets = batch * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
-        q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
-        do = tl.load(dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
+        q_offsets = (
+            batch * n_queries * HEAD_DIM
+            + rows[:, None] * HEAD_DIM
+            + offs_d[None, :]
+        )
+        q = tl.load(
+            Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0
+        ).to(DOT_DTYPE)
+        do = tl.load(
+            dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0
+        ).to(DOT_DTYPE)
         # a padding query gets lse = inf, so its weights are 2^-inf = 0
-        lse = tl.load(LSE + batch * n_queries + rows, mask=rows < n_queries, other=float("inf"))
-        delta = tl.load(Delta + batch * n_queries + rows, mask=rows < n_queries, other=0.0)
-        # recompute the weights, transposed: Pᵀ_ji = 2^(s_ij · log2 e - lse_i)
-        weights_t = tl.exp2(tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :])  # (BLOCK_N, BLOCK_M)
+        lse = tl.load(
+            LSE + batch * n_queries + rows,
+            mask=rows < n_queries,
+            other=float("inf"),
+        )
+        delta = tl.load(
+            Delta + batch * n_queries + rows,
+            mask=rows < n_queries,
+            other=0.0,
+        )
+        # recompute the weights, transposed:
+        # Pᵀ_ji = 2^(s_ij · log2 e - lse_i)
+        weights_t = tl.exp2(
+            tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :]
+        )  # (BLOCK_N, BLOCK_M)
         if CAUSAL:
-            weights_t = tl.where(offs_n[:, None] <= rows[None, :], weights_t, 0.0)
+            weights_t = tl.where(
+                offs_n[:, None] <= rows[None, :], weights_t, 0.0
+            )
         dv = tl.dot(weights_t.to(DOT_DTYPE), do, dv)  # dV += Pᵀ dO
         dweights_t = tl.dot(v, tl.trans(do))  # dPᵀ = V dOᵀ
-        dscores_t = weights_t * (dweights_t - delta[None, :])  # dSᵀ = Pᵀ ∘ (dPᵀ - δ)
-        dk = tl.dot(dscores_t.to(DOT_DTYPE), q, dk)  # dK += dSᵀ Q (times scale, below)
-    tl.store(dK + kv_offsets, (dk * scale).to(dK.dtype.element_ty), mask=offs_n[:, None] < n_keys)
-    tl.store(dV + kv_offsets, dv.to(dV.dtype.element_ty), mask=offs_n[:, None] < n_keys)
+        dscores_t = weights_t * (
+            dweights_t - delta[None, :]
+        )  # dSᵀ = Pᵀ ∘ (dPᵀ - δ)
+        dk = tl.dot(
+            dscores_t.to(DOT_DTYPE), q, dk
+        )  # dK += dSᵀ Q (times scale, below)
+    tl.store(
+        dK + kv_offsets,
+        (dk * scale).to(dK.dtype.element_ty),
+        mask=offs_n[:, None] < n_keys,
+    )
+    tl.store(
+        dV + kv_offsets,
+        dv.to(dV.dtype.element_ty),
+        mask=offs_n[:, None] < n_keys,
+    )
 
 
 @triton.jit
@@ -114,28 +163,66 @@ def attention_backward_dq_kernel(
     """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)
-    rows = start_m + tl.arange(0, BLOCK_M)  # (BLOCK_M,) the query indices i
+    rows = start_m + tl.arange(
+        0, BLOCK_M
+    )  # (BLOCK_M,) the query indices i
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_offsets = batch * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
-    q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
-    do = tl.load(dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
-    lse = tl.load(LSE + batch * n_queries + rows, mask=rows < n_queries, other=float("inf"))
-    delta = tl.load(Delta + batch * n_queries + rows, mask=rows < n_queries, other=0.0)
+    q_offsets = (
+        batch * n_queries * HEAD_DIM
+        + rows[:, None] * HEAD_DIM
+        + offs_d[None, :]
+    )
+    q = tl.load(
+        Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0
+    ).to(DOT_DTYPE)
+    do = tl.load(
+        dOut + q_offsets, mask=rows[:, None] < n_queries, other=0.0
+    ).to(DOT_DTYPE)
+    lse = tl.load(
+        LSE + batch * n_queries + rows,
+        mask=rows < n_queries,
+        other=float("inf"),
+    )
+    delta = tl.load(
+        Delta + batch * n_queries + rows, mask=rows < n_queries, other=0.0
+    )
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     # causal: the block's last query sees no key after it
-    stop = tl.minimum(tl.minimum(start_m + BLOCK_M, n_queries), n_keys) if CAUSAL else n_keys
+    stop = (
+        tl.minimum(tl.minimum(start_m + BLOCK_M, n_queries), n_keys)
+        if CAUSAL
+        else n_keys
+    )
     for start_n in range(0, stop, BLOCK_N):
         keys = start_n + offs_n  # (BLOCK_N,) the key indices j
-        kv_offsets = batch * n_keys * HEAD_DIM + keys[:, None] * HEAD_DIM + offs_d[None, :]
-        k = tl.load(K + kv_offsets, mask=keys[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
-        v = tl.load(V + kv_offsets, mask=keys[:, None] < n_keys, other=0.0).to(DOT_DTYPE)
-        weights = tl.exp2(tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None])  # P, (BLOCK_M, BLOCK_N)
+        kv_offsets = (
+            batch * n_keys * HEAD_DIM
+            + keys[:, None] * HEAD_DIM
+            + offs_d[None, :]
+        )
+        k = tl.load(
+            K + kv_offsets, mask=keys[:, None] < n_keys, other=0.0
+        ).to(DOT_DTYPE)
+        v = tl.load(
+            V + kv_offsets, mask=keys[:, None] < n_keys, other=0.0
+        ).to(DOT_DTYPE)
+        weights = tl.exp2(
+            tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None]
+        )  # P, (BLOCK_M, BLOCK_N)
         allowed = keys[None, :] < n_keys
         if CAUSAL:
             allowed = allowed & (keys[None, :] <= rows[:, None])
         weights = tl.where(allowed, weights, 0.0)
         dweights = tl.dot(do, tl.trans(v))  # dP = dO Vᵀ
-        dscores = weights * (dweights - delta[:, None])  # dS = P ∘ (dP - δ)
-        dq = tl.dot(dscores.to(DOT_DTYPE), k, dq)  # dQ += dS K (times scale, below)
-    tl.store(dQ + q_offsets, (dq * scale).to(dQ.dtype.element_ty), mask=rows[:, None] < n_queries)
+        dscores = weights * (
+            dweights - delta[:, None]
+        )  # dS = P ∘ (dP - δ)
+        dq = tl.dot(
+            dscores.to(DOT_DTYPE), k, dq
+        )  # dQ += dS K (times scale, below)
+    tl.store(
+        dQ + q_offsets,
+        (dq * scale).to(dQ.dtype.element_ty),
+        mask=rows[:, None] < n_queries,
+    )

@@ -16,12 +16,18 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["attend_to_key_blocks", "attention_forward_kernel", "single_block_attention_kernel"]
+__all__ = [
+    "attend_to_key_blocks",
+    "attention_forward_kernel",
+    "single_block_attention_kernel",
+]
 
 
 @triton.jit
 def single_block_attention_kernel(
-    Q, K, V, Out,  # pointers to contiguous (N, L, D), (N, S, D), (N, S, D), (N, L, D) tensors
+    # pointers to contiguous tensors:
+    # (N, L, D), (N, S, D), (N, S, D), (N, L, D)
+    Q, K, V, Out,
     n_queries, n_keys, scale,
     BLOCK_L: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
@@ -50,23 +56,49 @@ def single_block_attention_kernel(
     rows = tl.arange(0, BLOCK_L)  # query indices i
     cols = tl.arange(0, BLOCK_S)  # key indices j
     dims = tl.arange(0, HEAD_DIM)
-    q_offsets = n * n_queries * HEAD_DIM + rows[:, None] * HEAD_DIM + dims[None, :]
-    kv_offsets = n * n_keys * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
-    q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0)  # (BLOCK_L, D)
-    k = tl.load(K + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)  # (BLOCK_S, D)
-    v = tl.load(V + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)  # (BLOCK_S, D)
-    scores = tl.dot(q, tl.trans(k)) * scale  # (BLOCK_L, BLOCK_S): Q Kᵀ · scale
-    scores = tl.where(cols[None, :] < n_keys, scores, float("-inf"))  # padding keys get weight 0
-    weights = tl.exp(scores - tl.max(scores, axis=1)[:, None])  # stable softmax, unnormalised
-    weights = weights / tl.sum(weights, axis=1)[:, None]  # each row sums to 1
+    q_offsets = (
+        n * n_queries * HEAD_DIM
+        + rows[:, None] * HEAD_DIM
+        + dims[None, :]
+    )
+    kv_offsets = (
+        n * n_keys * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
+    )
+    q = tl.load(
+        Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0
+    )  # (BLOCK_L, D)
+    k = tl.load(
+        K + kv_offsets, mask=cols[:, None] < n_keys, other=0.0
+    )  # (BLOCK_S, D)
+    v = tl.load(
+        V + kv_offsets, mask=cols[:, None] < n_keys, other=0.0
+    )  # (BLOCK_S, D)
+    scores = (
+        tl.dot(q, tl.trans(k)) * scale
+    )  # (BLOCK_L, BLOCK_S): Q Kᵀ · scale
+    scores = tl.where(
+        cols[None, :] < n_keys, scores, float("-inf")
+    )  # padding keys get weight 0
+    weights = tl.exp(
+        scores - tl.max(scores, axis=1)[:, None]
+    )  # stable softmax, unnormalised
+    weights = (
+        weights / tl.sum(weights, axis=1)[:, None]
+    )  # each row sums to 1
     out = tl.dot(weights.to(v.dtype), v)  # (BLOCK_L, D)
-    tl.store(Out + q_offsets, out.to(Out.dtype.element_ty), mask=rows[:, None] < n_queries)
+    tl.store(
+        Out + q_offsets,
+        out.to(Out.dtype.element_ty),
+        mask=rows[:, None] < n_queries,
+    )
 
 
 @triton.jit
 def attend_to_key_blocks(
-    acc, row_max, row_sum,  # the running state of the online softmax (float32)
-    q, k_ptrs, v_ptrs, stride_kn, stride_vn,  # the query block and where the keys start
+    # the running state of the online softmax (float32)
+    acc, row_max, row_sum,
+    # the query block and where the keys start
+    q, k_ptrs, v_ptrs, stride_kn, stride_vn,
     offs_m, offs_n, start, stop, n_keys, qk_scale,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
@@ -105,34 +137,61 @@ def attend_to_key_blocks(
     - ``D``: head size
     """
     for start_n in range(start, stop, BLOCK_N):
-        keys = start_n + offs_n  # (BLOCK_N,) the key indices j of this block
+        keys = (
+            start_n + offs_n
+        )  # (BLOCK_N,) the key indices j of this block
         if MASKED:
-            k = tl.load(k_ptrs + start_n * stride_kn, mask=keys[None, :] < n_keys, other=0.0)
+            k = tl.load(
+                k_ptrs + start_n * stride_kn,
+                mask=keys[None, :] < n_keys,
+                other=0.0,
+            )
         else:
-            k = tl.load(k_ptrs + start_n * stride_kn)  # (D, BLOCK_N): a block of Kᵀ
-        scores = tl.dot(q, k.to(DOT_DTYPE)) * qk_scale  # (BLOCK_M, BLOCK_N): Q Kᵀ · scale · log2 e
+            k = tl.load(
+                k_ptrs + start_n * stride_kn
+            )  # (D, BLOCK_N): a block of Kᵀ
+        scores = (
+            tl.dot(q, k.to(DOT_DTYPE)) * qk_scale
+        )  # (BLOCK_M, BLOCK_N): Q Kᵀ · scale · log2 e
         if MASKED:
-            allowed = keys[None, :] < n_keys  # the last block may run past the last key
+            allowed = (
+                keys[None, :] < n_keys
+            )  # the last block may run past the last key
             if CAUSAL:
-                allowed = allowed & (keys[None, :] <= offs_m[:, None])  # query i sees keys j ≤ i
+                allowed = allowed & (
+                    keys[None, :] <= offs_m[:, None]
+                )  # query i sees keys j ≤ i
             scores = tl.where(allowed, scores, float("-inf"))
-        new_max = tl.maximum(row_max, tl.max(scores, axis=1))  # (BLOCK_M,) running max
-        weights = tl.exp2(scores - new_max[:, None])  # exp(s - m), unnormalised
-        correction = tl.exp2(row_max - new_max)  # rescales what was summed under the old max
+        new_max = tl.maximum(
+            row_max, tl.max(scores, axis=1)
+        )  # (BLOCK_M,) running max
+        weights = tl.exp2(
+            scores - new_max[:, None]
+        )  # exp(s - m), unnormalised
+        correction = tl.exp2(
+            row_max - new_max
+        )  # rescales what was summed under the old max
         row_sum = row_sum * correction + tl.sum(weights, axis=1)
         if MASKED:
-            v = tl.load(v_ptrs + start_n * stride_vn, mask=keys[:, None] < n_keys, other=0.0)
+            v = tl.load(
+                v_ptrs + start_n * stride_vn,
+                mask=keys[:, None] < n_keys,
+                other=0.0,
+            )
         else:
             v = tl.load(v_ptrs + start_n * stride_vn)  # (BLOCK_N, D)
         acc = acc * correction[:, None]
-        acc = tl.dot(weights.to(DOT_DTYPE), v.to(DOT_DTYPE), acc)  # acc += P V, in float32
+        acc = tl.dot(
+            weights.to(DOT_DTYPE), v.to(DOT_DTYPE), acc
+        )  # acc += P V, in float32
         row_max = new_max
     return acc, row_max, row_sum
 
 
 @triton.jit
 def attention_forward_kernel(
-    Q, K, V, Out, LSE,  # pointers to (N, L, D), (N, S, D), (N, S, D), (N, L, D), (N, L)
+    # pointers to (N, L, D), (N, S, D), (N, S, D), (N, L, D), (N, L)
+    Q, K, V, Out, LSE,
     stride_qb, stride_qm, stride_qd, stride_kb, stride_kn, stride_kd,
     stride_vb, stride_vn, stride_vd, stride_ob, stride_om, stride_od,
     n_queries, n_keys, qk_scale,
@@ -168,23 +227,52 @@ def attention_forward_kernel(
     - ``D``: head size
     """
     start_m = tl.program_id(0) * BLOCK_M
-    batch = tl.program_id(1).to(tl.int64)  # 64-bit offsets: N·L·D can exceed 2³¹
-    offs_m = start_m + tl.arange(0, BLOCK_M)  # (BLOCK_M,) the query indices i
+    batch = tl.program_id(1).to(
+        tl.int64
+    )  # 64-bit offsets: N·L·D can exceed 2³¹
+    offs_m = start_m + tl.arange(
+        0, BLOCK_M
+    )  # (BLOCK_M,) the query indices i
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_ptrs = Q + batch * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd
-    k_ptrs = K + batch * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd
-    v_ptrs = V + batch * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
+    q_ptrs = (
+        Q
+        + batch * stride_qb
+        + offs_m[:, None] * stride_qm
+        + offs_d[None, :] * stride_qd
+    )
+    k_ptrs = (
+        K
+        + batch * stride_kb
+        + offs_n[None, :] * stride_kn
+        + offs_d[:, None] * stride_kd
+    )
+    v_ptrs = (
+        V
+        + batch * stride_vb
+        + offs_n[:, None] * stride_vn
+        + offs_d[None, :] * stride_vd
+    )
     # the query block is loaded once and stays on chip for the whole loop
-    q = tl.load(q_ptrs, mask=offs_m[:, None] < n_queries, other=0.0).to(DOT_DTYPE)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)  # Σ_j exp(s_ij - m_i) v_j
+    q = tl.load(q_ptrs, mask=offs_m[:, None] < n_queries, other=0.0).to(
+        DOT_DTYPE
+    )
+    acc = tl.zeros(
+        [BLOCK_M, HEAD_DIM], dtype=tl.float32
+    )  # Σ_j exp(s_ij - m_i) v_j
     row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # m_i
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)  # Σ_j exp(s_ij - m_i)
-    # keys [0, full_stop): every query of the block sees every key of these blocks, no mask;
-    # keys [full_stop, stop): the diagonal (causal) and the ragged last block, masked
+    # keys [0, full_stop): every query of the block sees every key of
+    # these blocks, no mask;
+    # keys [full_stop, stop): the diagonal (causal) and the ragged last
+    # block, masked
     if CAUSAL:
-        last_query = tl.minimum(start_m + BLOCK_M, n_queries)  # one past the block's last query
-        stop = tl.minimum(last_query, n_keys)  # query i never sees keys j > i
+        last_query = tl.minimum(
+            start_m + BLOCK_M, n_queries
+        )  # one past the block's last query
+        stop = tl.minimum(
+            last_query, n_keys
+        )  # query i never sees keys j > i
         full_stop = tl.minimum(start_m + 1, n_keys) // BLOCK_N * BLOCK_N
     else:
         stop = n_keys
@@ -200,8 +288,20 @@ def attention_forward_kernel(
         MASKED=True, CAUSAL=CAUSAL, BLOCK_N=BLOCK_N, DOT_DTYPE=DOT_DTYPE,
     )  # fmt: skip
     out = acc / row_sum[:, None]  # normalise once, at the end
-    o_ptrs = Out + batch * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=offs_m[:, None] < n_queries)
-    # for the backward pass: log2 Σ_j 2^(s_ij · log2 e), the log-sum-exp in base 2
+    o_ptrs = (
+        Out
+        + batch * stride_ob
+        + offs_m[:, None] * stride_om
+        + offs_d[None, :] * stride_od
+    )
+    tl.store(
+        o_ptrs,
+        out.to(Out.dtype.element_ty),
+        mask=offs_m[:, None] < n_queries,
+    )
+    # for the backward pass: log2 Σ_j 2^(s_ij · log2 e),
+    # the log-sum-exp in base 2
     lse = row_max + tl.log2(row_sum)
-    tl.store(LSE + batch * n_queries + offs_m, lse, mask=offs_m < n_queries)
+    tl.store(
+        LSE + batch * n_queries + offs_m, lse, mask=offs_m < n_queries
+    )

@@ -21,7 +21,10 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-from .backward import attention_backward_dkdv_kernel, attention_backward_dq_kernel
+from .backward import (
+    attention_backward_dkdv_kernel,
+    attention_backward_dq_kernel,
+)
 from .forward import attention_forward_kernel
 
 __all__ = [
@@ -40,7 +43,11 @@ LOG2_E = 1.4426950408889634  # log2(e): exp(x) = exp2(x · log2 e), and exp2 is 
 # was imported)? Then they take CPU tensors; compiled, they take CUDA tensors.
 INTERPRETED = isinstance(attention_forward_kernel, InterpretedFunction)
 
-_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
+_TL_DTYPES = {
+    torch.float16: tl.float16,
+    torch.bfloat16: tl.bfloat16,
+    torch.float32: tl.float32,
+}
 
 
 def dot_dtype(dtype: torch.dtype):
@@ -63,7 +70,11 @@ def dot_dtype(dtype: torch.dtype):
 
 
 def forward_shared_bytes(
-    block_m: int, block_n: int, head_dim: int, itemsize: int, num_stages: int
+    block_m: int,
+    block_n: int,
+    head_dim: int,
+    itemsize: int,
+    num_stages: int,
 ) -> int:
     """Shared memory one program of :func:`attention_forward_kernel` needs on an NVIDIA GPU.
 
@@ -90,7 +101,9 @@ def _max_shared_bytes(driver, device) -> int:
     return driver.utils.get_device_properties(device)["max_shared_mem"]
 
 
-def forward_num_stages(block_m: int, block_n: int, head_dim: int, itemsize: int) -> int:
+def forward_num_stages(
+    block_m: int, block_n: int, head_dim: int, itemsize: int
+) -> int:
     """The deepest pipeline, 3, 2 or 1 stages, whose shared memory fits the current GPU.
 
     Args:
@@ -110,13 +123,19 @@ def forward_num_stages(block_m: int, block_n: int, head_dim: int, itemsize: int)
     driver = triton.runtime.driver.active
     limit = _max_shared_bytes(driver, driver.get_current_device())
     for stages in (3, 2, 1):
-        if forward_shared_bytes(block_m, block_n, head_dim, itemsize, stages) <= limit:
+        if (
+            forward_shared_bytes(
+                block_m, block_n, head_dim, itemsize, stages
+            )
+            <= limit
+        ):
             return stages
     need = forward_shared_bytes(block_m, block_n, head_dim, itemsize, 1)
     raise ValueError(
-        f"block_m={block_m} and block_n={block_n} with D={head_dim} and {itemsize}-byte "
-        f"elements need {need / 1024:.0f} KiB of shared memory per program, even loading no "
-        f"block ahead; this GPU allows {limit / 1024:.0f} KiB: choose smaller blocks"
+        f"block_m={block_m} and block_n={block_n} with D={head_dim} and "
+        f"{itemsize}-byte elements need {need / 1024:.0f} KiB of shared "
+        "memory per program, even loading no block ahead; this GPU "
+        f"allows {limit / 1024:.0f} KiB: choose smaller blocks"
     )
 
 
@@ -163,15 +182,23 @@ def attention_forward(
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
     if num_stages is None:
-        num_stages = forward_num_stages(block_m, block_n, head_dim, query.element_size())
+        num_stages = forward_num_stages(
+            block_m, block_n, head_dim, query.element_size()
+        )
     out = torch.empty_like(query)  # (N, L, D)
-    lse = torch.empty(n_batch, n_queries, device=query.device, dtype=torch.float32)  # (N, L)
-    grid = (triton.cdiv(n_queries, block_m), n_batch)  # one program per (query block, entry)
+    lse = torch.empty(
+        n_batch, n_queries, device=query.device, dtype=torch.float32
+    )  # (N, L)
+    grid = (
+        triton.cdiv(n_queries, block_m),
+        n_batch,
+    )  # one program per (query block, entry)
     attention_forward_kernel[grid](
         query, key, value, out, lse,
         *query.stride(), *key.stride(), *value.stride(), *out.stride(),
         n_queries, n_keys, scale * LOG2_E,
-        CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+        CAUSAL=causal, HEAD_DIM=head_dim,
+        BLOCK_M=block_m, BLOCK_N=block_n,
         DOT_DTYPE=dot_dtype(query.dtype),
         num_warps=4 if head_dim <= 64 else 8, num_stages=num_stages,
     )  # fmt: skip
@@ -215,12 +242,16 @@ def attention_backward(
     - ``S``: keys
     - ``D``: head size
     """
-    query, key, value, grad_out = (x.contiguous() for x in (query, key, value, grad_out))
+    query, key, value, grad_out = (
+        x.contiguous() for x in (query, key, value, grad_out)
+    )
     n_batch, n_queries, head_dim = query.shape
     n_keys = key.shape[1]
     # δ_i = Σ_d dO_id O_id, which equals Σ_j P_ij dP_ij: one number per query
     delta = (out.float() * grad_out.float()).sum(dim=-1)  # (N, L)
-    grad_query, grad_key, grad_value = (torch.empty_like(x) for x in (query, key, value))
+    grad_query, grad_key, grad_value = (
+        torch.empty_like(x) for x in (query, key, value)
+    )
     block = 64 if head_dim <= 64 else 32
     inputs = (query, key, value, grad_out, lse, delta)
     sizes = (n_queries, n_keys, scale * LOG2_E, scale)
@@ -228,14 +259,26 @@ def attention_backward(
         CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block, BLOCK_N=block,
         DOT_DTYPE=dot_dtype(query.dtype), num_warps=4, num_stages=2,
     )  # fmt: skip
-    grid = (triton.cdiv(n_keys, block), n_batch)  # one program per (key block, entry)
-    attention_backward_dkdv_kernel[grid](*inputs, grad_key, grad_value, *sizes, **settings)
-    grid = (triton.cdiv(n_queries, block), n_batch)  # one program per (query block, entry)
-    attention_backward_dq_kernel[grid](*inputs, grad_query, *sizes, **settings)
+    grid = (
+        triton.cdiv(n_keys, block),
+        n_batch,
+    )  # one program per (key block, entry)
+    attention_backward_dkdv_kernel[grid](
+        *inputs, grad_key, grad_value, *sizes, **settings
+    )
+    grid = (
+        triton.cdiv(n_queries, block),
+        n_batch,
+    )  # one program per (query block, entry)
+    attention_backward_dq_kernel[grid](
+        *inputs, grad_query, *sizes, **settings
+    )
     return grad_query, grad_key, grad_value
 
 
-def launch_single_block(kernel, query, key, value, *, scale=None) -> torch.Tensor:
+def launch_single_block(
+    kernel, query, key, value, *, scale=None
+) -> torch.Tensor:
     r"""Run a single-block kernel with the signature of :func:`single_block_attention_kernel`.
 
     The kernel is an argument, so that the chapter's exercises launch their own kernels the

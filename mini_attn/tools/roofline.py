@@ -14,7 +14,11 @@ import torch
 from .device import default_device
 from .timing import time_function
 
-__all__ = ["attainable_flops", "measure_copy_bandwidth", "measure_matmul_flops"]
+__all__ = [
+    "attainable_flops",
+    "measure_copy_bandwidth",
+    "measure_matmul_flops",
+]
 
 
 def measure_matmul_flops(
@@ -39,7 +43,9 @@ def measure_matmul_flops(
     device = default_device() if device is None else torch.device(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    timing = time_function(lambda: a @ b, device=device, warmup=1, repeats=repeats)
+    timing = time_function(
+        lambda: a @ b, device=device, warmup=1, repeats=repeats
+    )
     return 2 * size**3 / timing.median
 
 
@@ -63,7 +69,12 @@ def measure_copy_bandwidth(
     device = default_device() if device is None else torch.device(device)
     source = torch.ones(n_bytes // 4, device=device)
     target = torch.empty_like(source)
-    timing = time_function(lambda: target.copy_(source), device=device, warmup=1, repeats=repeats)
+    timing = time_function(
+        lambda: target.copy_(source),
+        device=device,
+        warmup=1,
+        repeats=repeats,
+    )
     return 2 * source.numel() * 4 / timing.median
 
 
@@ -88,7 +99,10 @@ def attainable_flops(intensity, peak_flops: float, bandwidth: float):
     """
     if peak_flops <= 0 or bandwidth <= 0:
         raise ValueError(
-            f"peak_flops and bandwidth must be positive, got {peak_flops}, {bandwidth}"
+            "peak_flops and bandwidth must be positive, got "
+            f"{peak_flops}, {bandwidth}"
         )
-    result = np.minimum(peak_flops, np.asarray(intensity, dtype=float) * bandwidth)
+    result = np.minimum(
+        peak_flops, np.asarray(intensity, dtype=float) * bandwidth
+    )
     return float(result) if result.ndim == 0 else result

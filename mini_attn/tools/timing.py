@@ -64,7 +64,9 @@ class Timing:
         return f"median {self.median * 1e3:.3g} ms, min {self.min * 1e3:.3g} ms, {runs} runs"
 
 
-def synchronizer(device: torch.device | str | None = None) -> Callable[[], None]:
+def synchronizer(
+    device: torch.device | str | None = None,
+) -> Callable[[], None]:
     """The function that waits until ``device`` has finished its queued work.
 
     Args:
@@ -82,7 +84,9 @@ def synchronizer(device: torch.device | str | None = None) -> Callable[[], None]
     return lambda: None
 
 
-def cuda_event_times(fn: Callable[[], object], repeats: int) -> list[float]:
+def cuda_event_times(
+    fn: Callable[[], object], repeats: int
+) -> list[float]:
     """Time ``fn`` on the current CUDA stream with a pair of CUDA events per run.
 
     Args:
@@ -96,11 +100,14 @@ def cuda_event_times(fn: Callable[[], object], repeats: int) -> list[float]:
     for _ in range(repeats):
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
-        start.record()  # a marker in the GPU's queue, not a clock read on the CPU
+        # a marker in the GPU's queue, not a clock read on the CPU
+        start.record()
         fn()
         end.record()
         end.synchronize()  # wait until the GPU has reached the end marker
-        times.append(start.elapsed_time(end) / 1e3)  # elapsed_time is in milliseconds
+        times.append(
+            start.elapsed_time(end) / 1e3
+        )  # elapsed_time is in milliseconds
     return times
 
 
@@ -128,7 +135,8 @@ def host_times(
         synchronize()
         start = clock()
         fn()
-        synchronize()  # the work must be finished before the clock is read
+        # the work must be finished before the clock is read
+        synchronize()
         times.append(clock() - start)
     return times
 
@@ -197,17 +205,24 @@ def time_function(
     """
     device = default_device() if device is None else torch.device(device)
     if warmup < 0 or repeats < 1:
-        raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
+        raise ValueError(
+            "need warmup >= 0 and repeats >= 1, got "
+            f"{warmup} and {repeats}"
+        )
     for _ in range(warmup):
         fn()
     if device.type == "cuda":
         with torch.cuda.device(device):
             torch.cuda.synchronize()  # start from an idle GPU
             return Timing(tuple(cuda_event_times(fn, repeats)))
-    return Timing(tuple(host_times(fn, repeats, synchronize=synchronizer(device))))
+    return Timing(
+        tuple(host_times(fn, repeats, synchronize=synchronizer(device)))
+    )
 
 
-def first_call_time(fn: Callable[[], object], *, device: torch.device | str | None = None):
+def first_call_time(
+    fn: Callable[[], object], *, device: torch.device | str | None = None
+):
     """The seconds of one call of ``fn()``, waiting for the device: time it *first*.
 
     The first call pays for what later calls reuse (compilation, kernel selection,
@@ -240,7 +255,9 @@ class SyncDemo:
     @property
     def ratio(self) -> float:
         """How many times longer the correct median is than the unsynchronised one."""
-        return self.synchronized.median / max(self.unsynchronized.median, 1e-12)
+        return self.synchronized.median / max(
+            self.unsynchronized.median, 1e-12
+        )
 
 
 def sync_demo(
@@ -270,7 +287,9 @@ def sync_demo(
     first = host_times(fn, 1, synchronize=synchronize, clock=clock)[0]
     for _ in range(warmup):
         fn()
-    wrong = unsynchronized_times(fn, repeats, synchronize=synchronize, clock=clock)
+    wrong = unsynchronized_times(
+        fn, repeats, synchronize=synchronize, clock=clock
+    )
     right = host_times(fn, repeats, synchronize=synchronize, clock=clock)
     return SyncDemo(first, Timing(tuple(wrong)), Timing(tuple(right)))
 
@@ -294,13 +313,26 @@ class SimulatedDevice:
         first_s (float): extra seconds of the first call. Default: 0.1.
     """
 
-    def __init__(self, *, asynchronous: bool, work_s=0.005, launch_s=1e-5, first_s=0.1):
+    def __init__(
+        self,
+        *,
+        asynchronous: bool,
+        work_s=0.005,
+        launch_s=1e-5,
+        first_s=0.1,
+    ):
         self.asynchronous = asynchronous
-        self.work_s, self.launch_s, self.first_s = work_s, launch_s, first_s
+        self.work_s, self.launch_s, self.first_s = (
+            work_s,
+            launch_s,
+            first_s,
+        )
         self.now = 0.0  # the host's clock
         self.busy_until = 0.0  # when the device finishes its queue
         self.calls = 0
-        self.calls_at_first_clock: int | None = None  # calls before the clock was first read
+        self.calls_at_first_clock: int | None = (
+            None  # calls before the clock was first read
+        )
         self.timeline: list[tuple[int, float, float, float, float]] = []
 
     def launch(self) -> None:
@@ -311,7 +343,15 @@ class SimulatedDevice:
         work = self.work_s + (self.first_s if self.calls == 1 else 0.0)
         device_start = max(self.now, self.busy_until)
         self.busy_until = device_start + work
-        self.timeline.append((self.calls, host_start, self.now, device_start, self.busy_until))
+        self.timeline.append(
+            (
+                self.calls,
+                host_start,
+                self.now,
+                device_start,
+                self.busy_until,
+            )
+        )
         if not self.asynchronous:
             self.now = self.busy_until
 

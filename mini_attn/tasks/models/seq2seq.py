@@ -21,14 +21,22 @@ from ...core.masks import padding_mask
 __all__ = ["Seq2Seq", "exact_matches", "seq2seq_loss"]
 
 
-def _reversal_index(lengths: torch.Tensor, n_positions: int) -> torch.Tensor:
+def _reversal_index(
+    lengths: torch.Tensor, n_positions: int
+) -> torch.Tensor:
     """``(B, S)`` positions that reverse each sequence within its length, padding left alone."""
-    positions = torch.arange(n_positions, device=lengths.device).expand(len(lengths), -1)
+    positions = torch.arange(n_positions, device=lengths.device).expand(
+        len(lengths), -1
+    )
     reversed_positions = lengths[:, None] - 1 - positions  # (B, S)
-    return torch.where(reversed_positions >= 0, reversed_positions, positions)
+    return torch.where(
+        reversed_positions >= 0, reversed_positions, positions
+    )
 
 
-def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _gather_positions(
+    x: torch.Tensor, index: torch.Tensor
+) -> torch.Tensor:
     """``x[b, index[b, s]]`` for every ``b``, ``s``: ``(B, S, D)``, ``(B, S')`` → ``(B, S', D)``."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
@@ -74,13 +82,25 @@ class Seq2Seq(nn.Module):
         super().__init__()
         memory_dim = 2 * encoder_dim
         self.bos_id = bos_id
-        self.source_embed = nn.Embedding(source_vocab_size, embed_dim, padding_idx=0)
-        self.forward_gru = nn.GRU(embed_dim, encoder_dim, batch_first=True)
-        self.backward_gru = nn.GRU(embed_dim, encoder_dim, batch_first=True)
+        self.source_embed = nn.Embedding(
+            source_vocab_size, embed_dim, padding_idx=0
+        )
+        self.forward_gru = nn.GRU(
+            embed_dim, encoder_dim, batch_first=True
+        )
+        self.backward_gru = nn.GRU(
+            embed_dim, encoder_dim, batch_first=True
+        )
         self.init_state = nn.Linear(memory_dim, decoder_dim)
-        self.score = AdditiveScore(decoder_dim, memory_dim, attention_dim) if attention else None
+        self.score = (
+            AdditiveScore(decoder_dim, memory_dim, attention_dim)
+            if attention
+            else None
+        )
         self.target_embed = nn.Embedding(target_vocab_size, embed_dim)
-        self.decoder = nn.GRU(embed_dim + memory_dim, decoder_dim, batch_first=True)
+        self.decoder = nn.GRU(
+            embed_dim + memory_dim, decoder_dim, batch_first=True
+        )
         self.out = nn.Linear(decoder_dim + memory_dim, target_vocab_size)
 
     def encode(
@@ -108,13 +128,25 @@ class Seq2Seq(nn.Module):
         forward_states, _ = self.forward_gru(embedded)  # (B, S, M/2)
         # right to left: reverse each sequence within its length, so padding again comes last
         reverse = _reversal_index(lengths, source.shape[1])  # (B, S)
-        backward_states, _ = self.backward_gru(_gather_positions(embedded, reverse))
-        backward_states = _gather_positions(backward_states, reverse)  # (B, S, M/2), in order
-        real = padding_mask(lengths, source.shape[1]).transpose(1, 2)  # (B, S, 1)
-        memory = torch.cat([forward_states, backward_states], dim=-1) * real  # (B, S, M)
+        backward_states, _ = self.backward_gru(
+            _gather_positions(embedded, reverse)
+        )
+        backward_states = _gather_positions(
+            backward_states, reverse
+        )  # (B, S, M/2), in order
+        real = padding_mask(lengths, source.shape[1]).transpose(
+            1, 2
+        )  # (B, S, 1)
+        memory = (
+            torch.cat([forward_states, backward_states], dim=-1) * real
+        )  # (B, S, M)
         # each direction's last state: at the last character (forward), the first (backward)
-        forward_last = _gather_positions(forward_states, lengths[:, None] - 1)[:, 0]  # (B, M/2)
-        summary = torch.cat([forward_last, backward_states[:, 0]], dim=-1)  # (B, M)
+        forward_last = _gather_positions(
+            forward_states, lengths[:, None] - 1
+        )[:, 0]  # (B, M/2)
+        summary = torch.cat(
+            [forward_last, backward_states[:, 0]], dim=-1
+        )  # (B, M)
         return memory, summary
 
     def decode(
@@ -142,17 +174,32 @@ class Seq2Seq(nn.Module):
             state :math:`(1, B, Hd)`.
         """
         embedded = self.target_embed(tokens)  # (B, T, embed_dim)
-        summary_each_step = summary.unsqueeze(1).expand(-1, tokens.shape[1], -1)  # (B, T, M)
+        summary_each_step = summary.unsqueeze(1).expand(
+            -1, tokens.shape[1], -1
+        )  # (B, T, M)
         if hidden is None:
-            hidden = torch.tanh(self.init_state(summary)).unsqueeze(0)  # (1, B, Hd)
-        inputs = torch.cat([embedded, summary_each_step], dim=-1)  # both models see the summary
+            hidden = torch.tanh(self.init_state(summary)).unsqueeze(
+                0
+            )  # (1, B, Hd)
+        inputs = torch.cat(
+            [embedded, summary_each_step], dim=-1
+        )  # both models see the summary
         states, hidden = self.decoder(inputs, hidden)  # (B, T, Hd)
-        if self.score is None:  # the baseline: the same summary at every step, nothing else
+        if (
+            self.score is None
+        ):  # the baseline: the same summary at every step, nothing else
             context, weights = summary_each_step, None
-        else:  # attention: every decoder state queries every encoder state
-            scores = self.score(states, memory)  # (B, T, S) = wᵀ tanh(W_q s_t + W_k h_j)
-            context, weights = soft_attention(scores, memory, mask=mask)  # (B, T, M)
-        logits = self.out(torch.cat([states, context], dim=-1))  # (B, T, V)
+        else:
+            # attention: every decoder state queries every encoder state
+            scores = self.score(
+                states, memory
+            )  # (B, T, S) = wᵀ tanh(W_q s_t + W_k h_j)
+            context, weights = soft_attention(
+                scores, memory, mask=mask
+            )  # (B, T, M)
+        logits = self.out(
+            torch.cat([states, context], dim=-1)
+        )  # (B, T, V)
         return logits, weights, hidden
 
     def forward(
@@ -179,25 +226,41 @@ class Seq2Seq(nn.Module):
             attention ``weights`` of shape :math:`(B, T, S)` (None without attention).
         """
         if (targets is None) == (n_steps is None):
-            raise ValueError("give exactly one of targets (teacher forcing) and n_steps")
+            raise ValueError(
+                "give exactly one of targets (teacher forcing) and n_steps"
+            )
         memory, summary = self.encode(source, lengths)
-        mask = padding_mask(lengths, source.shape[1])  # (B, 1, S): True on real characters
+        mask = padding_mask(
+            lengths, source.shape[1]
+        )  # (B, 1, S): True on real characters
         bos = torch.full_like(lengths, self.bos_id).unsqueeze(1)  # (B, 1)
-        if targets is not None:  # teacher forcing: the inputs are the true previous characters
+        if (
+            targets is not None
+        ):  # teacher forcing: the inputs are the true previous characters
             tokens = torch.cat([bos, targets[:, :-1]], dim=1)  # (B, T)
-            logits, weights, _ = self.decode(tokens, memory, summary, mask)
+            logits, weights, _ = self.decode(
+                tokens, memory, summary, mask
+            )
             return logits, weights
         token, hidden, all_logits, all_weights = bos, None, [], []
-        for _ in range(n_steps):  # greedy: one step at a time, reading its own predictions
-            logits, weights, hidden = self.decode(token, memory, summary, mask, hidden)
+        for _ in range(
+            n_steps
+        ):  # greedy: one step at a time, reading its own predictions
+            logits, weights, hidden = self.decode(
+                token, memory, summary, mask, hidden
+            )
             all_logits.append(logits)
             all_weights.append(weights)
             token = logits.argmax(dim=-1)  # (B, 1)
-        weights = None if self.score is None else torch.cat(all_weights, dim=1)  # (B, T, S)
+        weights = (
+            None if self.score is None else torch.cat(all_weights, dim=1)
+        )  # (B, T, S)
         return torch.cat(all_logits, dim=1), weights  # (B, T, V)
 
 
-def seq2seq_loss(model: Seq2Seq, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def seq2seq_loss(
+    model: Seq2Seq, batch: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     """The mean cross-entropy of every target character, with teacher forcing.
 
     Args:
@@ -210,7 +273,9 @@ def seq2seq_loss(model: Seq2Seq, batch: tuple[torch.Tensor, ...]) -> torch.Tenso
     """
     source, lengths, targets = batch
     logits, _ = model(source, lengths, targets)  # (B, T, V)
-    return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    return nn.functional.cross_entropy(
+        logits.flatten(0, 1), targets.flatten()
+    )
 
 
 @torch.no_grad()
@@ -243,5 +308,7 @@ def exact_matches(
             source[rows, : int(length.max())].to(device), length.to(device),
             n_steps=targets.shape[1],
         )  # fmt: skip
-        correct.append((logits.argmax(-1).cpu() == targets[rows]).all(dim=-1))
+        correct.append(
+            (logits.argmax(-1).cpu() == targets[rows]).all(dim=-1)
+        )
     return torch.cat(correct)
