@@ -12,6 +12,9 @@ MATHJAX := _assets/mathjax/tex-chtml.js
 BOKEH_VERSION := $(shell sed -n 's/^bokeh==\([^ ;\#]*\).*/\1/p' requirements.txt)
 BOKEHJS := _assets/bokeh/bokeh-$(BOKEH_VERSION).min.js
 CHAPTERS := $(wildcard book/[0-9]*.md)
+# the modules the chapters show, formatted to the book's line length (pyproject.toml)
+SHOWN := $(shell python3 -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['tool']['ruff']['format']['exclude']))")
+BOOK_LINE := 74
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
@@ -57,6 +60,7 @@ student-book: $(STAMP) $(MATHJAX) $(BOKEHJS)  ## the book without solutions, for
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check mini_attn tests scripts _ext book_tools
 	$(BIN)/ruff format --check mini_attn tests scripts _ext book_tools
+	$(BIN)/ruff format --check --line-length $(BOOK_LINE) $(SHOWN)
 	$(BIN)/python -m book_tools.lint
 
 format-book: $(STAMP)  ## format the chapters' code cells (ruff format at the book's line length)
@@ -67,6 +71,7 @@ lint-book: $(STAMP)  ## ruff's rules on the chapters' code cells, errors at book
 
 format: $(STAMP)  ## format the code with ruff
 	$(BIN)/ruff format mini_attn tests scripts _ext book_tools
+	$(BIN)/ruff format --line-length $(BOOK_LINE) $(SHOWN)
 	$(BIN)/ruff check --fix mini_attn tests scripts _ext book_tools
 
 test: book lint  ## run every test (package, checkers, built book in a real browser)

@@ -54,7 +54,8 @@ from .attention.hard import (
 
 # chapters 4 to 6: self-attention and multi-head attention
 from .attention.self_attention import SelfAttention
-from .attention.multihead import MultiHeadAttention, merge_heads, split_heads
+from .attention.heads import merge_heads, split_heads
+from .attention.multihead import MultiHeadAttention
 
 # chapter 7: attention in today's language models
 from .attention.cache import KVCache, SlidingWindowCache

@@ -13,9 +13,11 @@ import ast
 import html
 import re
 import textwrap
+import tomllib
 
 import pytest
 
+from book_tools.lint import LINE_LENGTH
 from book_tools.literalinclude import code_without_docstring, lines_option
 from tests.chapters import BOOK, ROOT
 
@@ -118,4 +120,48 @@ def test_the_built_page_shows_the_code(chapter, path, options):
     starts = [i for i, line in enumerate(page_lines) if line == shown[0]]
     assert any(page_lines[i : i + len(shown)] == shown for i in starts), (
         f"{page.name} does not show {options['pyobject']} as it is"
+    )
+
+
+def _shown_lines(path, options) -> list[str]:
+    """The lines of ``path`` a page shows, with the indentation Sphinx keeps."""
+    if "pyobject" not in options:
+        lines = path.read_text().splitlines()
+    elif "no-docstring" in options:
+        lines = code_without_docstring(path, options["pyobject"]).splitlines()
+    else:
+        node = _node(path, options["pyobject"])
+        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        lines = path.read_text().splitlines()[start - 1 : node.end_lineno]
+    if "start-at" in options:
+        text = options["start-at"].strip().strip('"')
+        lines = lines[next(i for i, line in enumerate(lines) if text in line) :]
+    if "end-before" in options:
+        text = options["end-before"].strip().strip('"')
+        lines = lines[: next(i for i, line in enumerate(lines) if text in line)]
+    return lines
+
+
+@pytest.mark.parametrize(("chapter", "path", "options"), INCLUDES)
+def test_shown_code_fits_the_page(chapter, path, options):
+    """No line a page shows of the library is wider than the book's code column."""
+    too_long = [
+        f"{len(line)}: {line.strip()}"
+        for line in _shown_lines(path, options)
+        if len(line) > LINE_LENGTH
+    ]
+    assert too_long == [], (
+        f"{chapter.name} shows {options.get('pyobject', path.name)} with lines over "
+        f"{LINE_LENGTH} characters (the page's column; see book_tools/lint.py)"
+    )
+
+
+def test_the_shown_modules_are_formatted_to_the_page():
+    """pyproject.toml lists exactly the modules the chapters show (formatted at 74)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["ruff"]["format"]["exclude"])
+    shown = {str(p.values[1].relative_to(ROOT)) for p in INCLUDES}
+    assert listed == shown, (
+        f"add to [tool.ruff.format] exclude: {sorted(shown - listed)}; "
+        f"remove: {sorted(listed - shown)}"
     )

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_floating, check_positive_int, check_tensor, fmt_shape
+from .._validation import (
+    check_floating,
+    check_positive_int,
+    check_tensor,
+    fmt_shape,
+)
 
 __all__ = ["KVCache", "SlidingWindowCache"]
 
@@ -45,7 +50,9 @@ class KVCache:
         """int: the number of positions seen, cached or not (the position of the next one)."""
         return len(self)
 
-    def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``key`` and ``value`` and return every cached key and value.
 
         Args:
@@ -65,8 +72,10 @@ class KVCache:
         if self.keys is None:
             self.keys, self.values = key, value
         else:
-            self.keys = torch.cat((self.keys, key), dim=-2)  # (B, Hkv, S + L, D)
-            self.values = torch.cat((self.values, value), dim=-2)  # (B, Hkv, S + L, Dv)
+            # (B, Hkv, S + L, D)
+            self.keys = torch.cat((self.keys, key), dim=-2)
+            # (B, Hkv, S + L, Dv)
+            self.values = torch.cat((self.values, value), dim=-2)
         return self.keys, self.values
 
     def _check_update(self, key, value) -> None:
@@ -79,8 +88,15 @@ class KVCache:
             )
         if self.keys is None:
             return
-        for name, new, old in (("key", key, self.keys), ("value", value, self.values)):
-            for axis, what in ((0, "batch size B"), (1, "head count Hkv"), (3, "head size D")):
+        for name, new, old in (
+            ("key", key, self.keys),
+            ("value", value, self.values),
+        ):
+            for axis, what in (
+                (0, "batch size B"),
+                (1, "head count Hkv"),
+                (3, "head size D"),
+            ):
                 if new.shape[axis] != old.shape[axis]:
                     raise ValueError(
                         f"{name} of shape {fmt_shape(new.shape)} has {what}={new.shape[axis]}, "
@@ -110,8 +126,13 @@ class SlidingWindowCache(KVCache):
     def n_seen(self) -> int:
         return self._seen
 
-    def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = super().update(key, value)  # (B, Hkv, kept + L, D)
         self._seen += key.shape[-2]
-        self.keys, self.values = keys[..., -self.window :, :], values[..., -self.window :, :]
+        self.keys, self.values = (
+            keys[..., -self.window :, :],
+            values[..., -self.window :, :],
+        )
         return keys, values

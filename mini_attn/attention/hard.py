@@ -80,9 +80,8 @@ def _one_hot(
     weights = torch.nn.functional.one_hot(index.clamp_min(0), n_keys).to(
         dtype
     )
-    return weights * (index >= 0).unsqueeze(-1).to(
-        dtype
-    )  # index -1: an all-zero row
+    # index -1: an all-zero row
+    return weights * (index >= 0).unsqueeze(-1).to(dtype)
 
 
 def hard_attention(
@@ -115,13 +114,11 @@ def hard_attention(
     - ``...``: batch dimensions
     """
     _check_scores_values(scores, values, mask)
-    index = _fill_masked(scores, mask).argmax(
-        dim=-1
-    )  # (..., L): the best allowed key
+    # (..., L): the best allowed key
+    index = _fill_masked(scores, mask).argmax(dim=-1)
     index = torch.where(_any_allowed(scores, mask), index, -1)
-    weights = _one_hot(
-        index, scores.shape[-1], values.dtype
-    )  # (..., L, S), one 1 per row
+    # (..., L, S), one 1 per row
+    weights = _one_hot(index, scores.shape[-1], values.dtype)
     return weights @ values, index  # (..., L, Ev): the chosen value
 
 
@@ -164,16 +161,15 @@ def sample_attention(
     _check_scores_values(scores, values, mask)
     n_keys = scores.shape[-1]
     allowed = _any_allowed(scores, mask)  # (..., L)
-    probs = masked_softmax(
-        scores.detach(), mask
-    )  # (..., L, S), the distribution to draw from
-    probs = torch.where(
-        allowed.unsqueeze(-1), probs, 1.0 / n_keys
-    )  # any row, to keep it valid
+    # (..., L, S), the distribution to draw from
+    probs = masked_softmax(scores.detach(), mask)
+    # any row, to keep it valid
+    probs = torch.where(allowed.unsqueeze(-1), probs, 1.0 / n_keys)
     flat = probs.reshape(-1, n_keys)  # (N, S), multinomial wants 2-D
+    # (..., L)
     index = torch.multinomial(flat, 1, generator=generator).view(
         scores.shape[:-1]
-    )  # (..., L)
+    )
     index = torch.where(allowed, index, -1)
 
     # log p_i = s_i - log Σ_j exp(s_j) over the allowed keys;
@@ -183,9 +179,10 @@ def sample_attention(
         allowed.unsqueeze(-1), filled, torch.zeros_like(filled)
     )
     log_probs = torch.log_softmax(filled, dim=-1)  # (..., L, S)
+    # (..., L)
     log_prob = log_probs.gather(
         -1, index.clamp_min(0).unsqueeze(-1)
-    ).squeeze(-1)  # (..., L)
+    ).squeeze(-1)
     log_prob = torch.where(allowed, log_prob, torch.zeros_like(log_prob))
 
     weights = _one_hot(index, n_keys, values.dtype)  # (..., L, S)
@@ -241,18 +238,15 @@ def gumbel_softmax_attention(
     gumbels = (
         -torch.empty_like(scores).exponential_(generator=generator).log()
     )
-    soft = masked_softmax(
-        (scores + gumbels) / tau, mask
-    )  # (..., L, S), relaxed weights
+    # (..., L, S), relaxed weights
+    soft = masked_softmax((scores + gumbels) / tau, mask)
     if hard:
-        index = _fill_masked(scores + gumbels, mask).argmax(
-            dim=-1
-        )  # (..., L): the draw
+        # (..., L): the draw
+        index = _fill_masked(scores + gumbels, mask).argmax(dim=-1)
         index = torch.where(_any_allowed(scores, mask), index, -1)
         one_hot = _one_hot(index, scores.shape[-1], soft.dtype)
-        weights = (
-            one_hot - soft.detach() + soft
-        )  # forward: one_hot; backward: d soft
+        # forward: one_hot; backward: d soft
+        weights = one_hot - soft.detach() + soft
     else:
         weights = soft
     return weights @ values, weights  # (..., L, Ev), (..., L, S)
@@ -302,14 +296,13 @@ def topk_attention(
         )
     filled = _fill_masked(scores, mask)
     best = filled.topk(k, dim=-1).indices  # (..., L, k)
+    # (..., L, S)
     keep = torch.zeros_like(filled, dtype=torch.bool).scatter(
         -1, best, True
-    )  # (..., L, S)
+    )
     if mask is not None:
-        keep = (
-            keep & mask
-        )  # a masked key among the k "best" (-inf) stays masked
-    weights = masked_softmax(
-        scores, keep
-    )  # (..., L, S), zero outside the k best
+        # a masked key among the k "best" (-inf) stays masked
+        keep = keep & mask
+    # (..., L, S), zero outside the k best
+    weights = masked_softmax(scores, keep)
     return weights @ values, weights  # (..., L, Ev), (..., L, S)

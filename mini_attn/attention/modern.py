@@ -23,13 +23,13 @@ from ..core.rotary import apply_rotary
 from ..core.sdpa import scaled_dot_product_attention
 from ..core.softmax import masked_softmax
 from .cache import KVCache
-from .multihead import (
-    MultiHeadAttention,
+from .heads import (
     fold_query_groups,
     merge_heads,
     split_heads,
     unfold_query_groups,
 )
+from .multihead import MultiHeadAttention
 
 __all__ = ["LatentAttention", "RotaryAttention", "SinkAttention"]
 
@@ -72,23 +72,42 @@ class RotaryAttention(MultiHeadAttention):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            embed_dim, num_heads, num_kv_heads=num_kv_heads, bias=bias, dropout=dropout
+            embed_dim,
+            num_heads,
+            num_kv_heads=num_kv_heads,
+            bias=bias,
+            dropout=dropout,
         )
         self.base = base
-        self.window = None if window is None else check_positive_int(window, "window")
+        self.window = (
+            None
+            if window is None
+            else check_positive_int(window, "window")
+        )
 
     def project(self, query, key, value, start: int = 0):
-        q, k, v = super().project(query, key, value)  # (B, H, L, D), (B, Hkv, L, D) x2
-        positions = torch.arange(start, start + q.shape[-2], device=q.device)  # (L,)
-        q = apply_rotary(q, positions, base=self.base)  # rotate by each position's angle
+        # (B, H, L, D), (B, Hkv, L, D) x2
+        q, k, v = super().project(query, key, value)
+        # (L,)
+        positions = torch.arange(
+            start, start + q.shape[-2], device=q.device
+        )
+        # rotate by each position's angle
+        q = apply_rotary(q, positions, base=self.base)
         k = apply_rotary(k, positions, base=self.base)
         return q, k, v
 
     def structure_mask(self, n_queries, n_keys, offset, device):
         if self.window is None:
-            return causal_mask(n_queries, n_keys, offset=offset, device=device)
+            return causal_mask(
+                n_queries, n_keys, offset=offset, device=device
+            )
         return sliding_window_mask(
-            n_queries, n_keys, window=self.window, offset=offset, device=device
+            n_queries,
+            n_keys,
+            window=self.window,
+            offset=offset,
+            device=device,
         )
 
 
@@ -107,22 +126,43 @@ class SinkAttention(RotaryAttention):
         sinks (nn.Parameter): shape :math:`(H,)`, the sink logits.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, *, bias: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        bias: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(embed_dim, num_heads, bias=bias, **kwargs)
         self.sinks = nn.Parameter(torch.zeros(num_heads))
 
     def attend(self, q, k, v, mask):
         num_heads, num_kv_heads = q.shape[1], k.shape[1]
-        scores = fold_query_groups(q, num_kv_heads) @ k.transpose(-2, -1)  # (B, Hkv, G·L, S)
-        scores = unfold_query_groups(scores, num_heads) / math.sqrt(q.shape[-1])  # (B, H, L, S)
-        sinks = self.sinks.view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)  # (B, H, L, 1)
+        # (B, Hkv, G·L, S)
+        scores = fold_query_groups(q, num_kv_heads) @ k.transpose(-2, -1)
+        # (B, H, L, S)
+        scores = unfold_query_groups(scores, num_heads) / math.sqrt(
+            q.shape[-1]
+        )
+        # (B, H, L, 1)
+        sinks = self.sinks.view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
         if mask is not None:  # the sink is never masked
             mask = mask.expand(*scores.shape[:-1], scores.shape[-1])
-            mask = torch.cat((mask, mask.new_ones(*mask.shape[:-1], 1)), dim=-1)
-        weights = masked_softmax(torch.cat((scores, sinks), dim=-1), mask)[..., :-1]  # drop it
-        weights = nn.functional.dropout(weights, self.dropout, self.training)
-        context = fold_query_groups(weights, num_kv_heads) @ v  # (B, Hkv, G·L, D)
-        return unfold_query_groups(context, num_heads), weights  # (B, H, L, D), (B, H, L, S)
+            mask = torch.cat(
+                (mask, mask.new_ones(*mask.shape[:-1], 1)), dim=-1
+            )
+        weights = masked_softmax(
+            torch.cat((scores, sinks), dim=-1), mask
+        )[..., :-1]  # drop it
+        weights = nn.functional.dropout(
+            weights, self.dropout, self.training
+        )
+        # (B, Hkv, G·L, D)
+        context = fold_query_groups(weights, num_kv_heads) @ v
+        return unfold_query_groups(
+            context, num_heads
+        ), weights  # (B, H, L, D), (B, H, L, S)
 
 
 class LatentAttention(nn.Module):
@@ -178,11 +218,22 @@ class LatentAttention(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+        for name, value in (
+            ("embed_dim", embed_dim),
+            ("num_heads", num_heads),
+        ):
             check_positive_int(value, name)
-        for name, value in (("kv_rank", kv_rank), ("rope_dim", rope_dim), ("v_dim", v_dim)):
+        for name, value in (
+            ("kv_rank", kv_rank),
+            ("rope_dim", rope_dim),
+            ("v_dim", v_dim),
+        ):
             check_positive_int(value, name)
-        self.num_heads, self.kv_rank, self.rope_dim = num_heads, kv_rank, rope_dim
+        self.num_heads, self.kv_rank, self.rope_dim = (
+            num_heads,
+            kv_rank,
+            rope_dim,
+        )
         self.nope_dim, self.v_dim, self.base = nope_dim, v_dim, base
         q_size = num_heads * (nope_dim + rope_dim)
         if q_rank is None:
@@ -193,9 +244,12 @@ class LatentAttention(nn.Module):
                 nn.RMSNorm(q_rank, eps=eps),
                 nn.Linear(q_rank, q_size, bias=False),  # up to every head
             )
-        self.kv_down = nn.Linear(embed_dim, kv_rank + rope_dim, bias=bias)  # latent | rotary key
+        # latent | rotary key
+        self.kv_down = nn.Linear(embed_dim, kv_rank + rope_dim, bias=bias)
         self.kv_norm = nn.RMSNorm(kv_rank, eps=eps)
-        self.kv_up = nn.Linear(kv_rank, num_heads * (nope_dim + v_dim), bias=False)
+        self.kv_up = nn.Linear(
+            kv_rank, num_heads * (nope_dim + v_dim), bias=False
+        )
         self.out_proj = nn.Linear(num_heads * v_dim, embed_dim, bias=bias)
 
     def forward(
@@ -221,29 +275,58 @@ class LatentAttention(nn.Module):
             (Tensor, Tensor or None): the output :math:`(B, L, E)` and the weights.
         """
         start = 0 if cache is None else cache.n_seen
-        positions = torch.arange(start, start + x.shape[1], device=x.device)  # (L,)
-        q = split_heads(self.q_proj(x), self.num_heads)  # (B, H, L, nope + rope)
+        # (L,)
+        positions = torch.arange(
+            start, start + x.shape[1], device=x.device
+        )
+        # (B, H, L, nope + rope)
+        q = split_heads(self.q_proj(x), self.num_heads)
         q_nope, q_rot = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        latent, k_rot = self.kv_down(x).split([self.kv_rank, self.rope_dim], dim=-1)
-        latent = self.kv_norm(latent)[:, None]  # (B, 1, L, r): one latent for all heads
-        k_rot = apply_rotary(k_rot[:, None], positions, base=self.base)  # (B, 1, L, d_r)
+        latent, k_rot = self.kv_down(x).split(
+            [self.kv_rank, self.rope_dim], dim=-1
+        )
+        # (B, 1, L, r): one latent for all heads
+        latent = self.kv_norm(latent)[:, None]
+        # (B, 1, L, d_r)
+        k_rot = apply_rotary(k_rot[:, None], positions, base=self.base)
         if cache is not None:
-            latent, k_rot = cache.update(latent, k_rot)  # (B, 1, S, r), (B, 1, S, d_r)
-        kv = split_heads(self.kv_up(latent[:, 0]), self.num_heads)  # (B, H, S, nope + Dv)
+            # (B, 1, S, r), (B, 1, S, d_r)
+            latent, k_rot = cache.update(latent, k_rot)
+        # (B, H, S, nope + Dv)
+        kv = split_heads(self.kv_up(latent[:, 0]), self.num_heads)
         k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
-        q = torch.cat((q_nope, apply_rotary(q_rot, positions, base=self.base)), dim=-1)
-        k = torch.cat((k_nope, k_rot.expand(-1, self.num_heads, -1, -1)), dim=-1)
-        mask = self._mask(mask, causal, x.shape[0], q.shape[-2], k.shape[-2])
-        context, weights = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, H, L, Dv)
-        output = self.out_proj(merge_heads(context))  # (B, L, H·Dv) -> (B, L, E)
+        q = torch.cat(
+            (q_nope, apply_rotary(q_rot, positions, base=self.base)),
+            dim=-1,
+        )
+        k = torch.cat(
+            (k_nope, k_rot.expand(-1, self.num_heads, -1, -1)), dim=-1
+        )
+        mask = self._mask(
+            mask, causal, x.shape[0], q.shape[-2], k.shape[-2]
+        )
+        # (B, H, L, Dv)
+        context, weights = scaled_dot_product_attention(
+            q, k, v, mask=mask
+        )
+        # (B, L, H·Dv) -> (B, L, E)
+        output = self.out_proj(merge_heads(context))
         return output, (weights if need_weights else None)
 
     def _mask(self, mask, causal, batch, n_queries, n_keys):
-        check_bool_mask(mask, (batch, n_queries, n_keys), target="scores (B, L, S)")
-        if mask is not None:  # (B|1, L|1, S|1) -> (B|1, 1, L|1, S|1): every head alike
-            mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))[:, None]
+        check_bool_mask(
+            mask, (batch, n_queries, n_keys), target="scores (B, L, S)"
+        )
+        if (
+            mask is not None
+        ):  # (B|1, L|1, S|1) -> (B|1, 1, L|1, S|1): every head alike
+            mask = mask.reshape(
+                (1,) * (3 - mask.dim()) + tuple(mask.shape)
+            )[:, None]
         if causal:
-            future = causal_mask(n_queries, n_keys, offset=n_keys - n_queries, device=None)
+            future = causal_mask(
+                n_queries, n_keys, offset=n_keys - n_queries, device=None
+            )
             future = future.to(self.out_proj.weight.device)
             mask = future if mask is None else mask & future
         return mask

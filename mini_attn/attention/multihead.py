@@ -19,129 +19,10 @@ from .._validation import (
     fmt_shape,
 )
 from ..core.masks import causal_mask
-from ..core.sdpa import scaled_dot_product_attention
 from .cache import KVCache
+from .heads import grouped_attention, merge_heads, split_heads
 
-__all__ = [
-    "MultiHeadAttention",
-    "fold_query_groups",
-    "grouped_attention",
-    "merge_heads",
-    "split_heads",
-    "unfold_query_groups",
-]
-
-
-def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    r"""Split the last dimension into heads and move the heads before the sequence.
-
-    Args:
-        x (Tensor): shape :math:`(..., N, H \cdot D)`.
-        num_heads (int): the number of heads ``H``; must divide the last dimension.
-
-    Returns:
-        Tensor: shape :math:`(..., H, N, D)`; head ``h`` holds the features
-        ``h·D … (h+1)·D - 1`` of every position.
-
-    Shape legend:
-
-    - ``N``: sequence length
-    - ``H``: heads
-    - ``D``: head size
-    - ``...``: batch dimensions (usually ``B``)
-    """
-    check_tensor(x, "x", min_ndim=2)
-    check_positive_int(num_heads, "num_heads")
-    if x.shape[-1] % num_heads != 0:
-        raise ValueError(
-            f"the last dimension of x {fmt_shape(x.shape)} must be divisible by "
-            f"num_heads={num_heads}"
-        )
-    x = x.unflatten(-1, (num_heads, x.shape[-1] // num_heads))  # (..., N, H, D)
-    return x.transpose(-3, -2)  # (..., H, N, D)
-
-
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    r"""Undo :func:`split_heads`: concatenate the heads along the feature dimension.
-
-    Args:
-        x (Tensor): shape :math:`(..., H, N, D)`.
-
-    Returns:
-        Tensor: shape :math:`(..., N, H \cdot D)`, head ``h`` in features ``h·D … (h+1)·D - 1``.
-
-    Shape legend:
-
-    - ``N``: sequence length
-    - ``H``: heads
-    - ``D``: head size
-    - ``...``: batch dimensions (usually ``B``)
-    """
-    check_tensor(x, "x", min_ndim=3)
-    x = x.transpose(-3, -2)  # (..., N, H, D)
-    return x.flatten(-2)  # (..., N, H·D)
-
-
-def fold_query_groups(x: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
-    r"""Stack the query heads that share a key/value head as one longer block of rows.
-
-    With ``G = H / Hkv`` query heads per key/value head, query head ``h = g·G + j`` uses
-    key/value head ``g``. Folding puts heads ``g·G … g·G + G − 1`` one after the other:
-
-    ``(B, H, L, X) -> (B, Hkv, G·L, X)``, row ``j·L + i`` of block ``g`` being row ``i`` of
-    head ``g·G + j``. One attention call per key/value head then serves its ``G`` query
-    heads, and the keys and values are used as they are, never repeated.
-    :func:`unfold_query_groups` undoes it.
-
-    Args:
-        x (Tensor): shape :math:`(B, H, L, X)` (queries, or any per-query tensor).
-        num_kv_heads (int): ``Hkv``; it divides ``H``.
-
-    Returns:
-        Tensor: shape :math:`(B, H_{kv}, G \cdot L, X)`.
-    """
-    batch, num_heads, n_rows, last = x.shape
-    return x.reshape(batch, num_kv_heads, num_heads // num_kv_heads * n_rows, last)
-
-
-def unfold_query_groups(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Undo :func:`fold_query_groups`: ``(B, Hkv, G·L, X) -> (B, H, L, X)``."""
-    batch, num_kv_heads, n_rows, last = x.shape
-    return x.reshape(batch, num_heads, n_rows * num_kv_heads // num_heads, last)
-
-
-def grouped_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Scaled dot-product attention with ``H`` query heads over ``Hkv`` key/value heads.
-
-    Args:
-        q (Tensor): shape :math:`(B, H, L, D)`.
-        k (Tensor): shape :math:`(B, H_{kv}, S, D)`, ``Hkv`` dividing ``H``.
-        v (Tensor): shape :math:`(B, H_{kv}, S, D_v)`.
-        mask (Tensor, optional): boolean, broadcastable to :math:`(B, H, L, S)`.
-        dropout_p (float): dropout on the weights. Default: 0.
-
-    Returns:
-        (Tensor, Tensor): the context :math:`(B, H, L, D_v)` and the weights
-        :math:`(B, H, L, S)`.
-    """
-    num_heads, num_kv_heads, n_queries = q.shape[1], k.shape[1], q.shape[2]
-    if mask is not None and not (
-        mask.shape[1] == 1 and (mask.shape[2] == 1 or num_heads == num_kv_heads)
-    ):
-        # a mask that differs between heads or queries is folded as the queries are
-        mask = mask.expand(mask.shape[0], num_heads, n_queries, mask.shape[-1])
-        mask = fold_query_groups(mask, num_kv_heads)  # (B|1, Hkv, G·L, S|1)
-    context, weights = scaled_dot_product_attention(
-        fold_query_groups(q, num_kv_heads), k, v, mask=mask, dropout_p=dropout_p
-    )  # (B, Hkv, G·L, Dv), (B, Hkv, G·L, S)
-    return unfold_query_groups(context, num_heads), unfold_query_groups(weights, num_heads)
+__all__ = ["MultiHeadAttention"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -198,7 +79,9 @@ class MultiHeadAttention(nn.Module):
         check_positive_int(embed_dim, "embed_dim")
         check_positive_int(num_heads, "num_heads")
         num_kv_heads = (
-            num_heads if num_kv_heads is None else check_positive_int(num_kv_heads, "num_kv_heads")
+            num_heads
+            if num_kv_heads is None
+            else check_positive_int(num_kv_heads, "num_kv_heads")
         )
         if embed_dim % num_heads != 0:
             raise ValueError(
@@ -212,7 +95,11 @@ class MultiHeadAttention(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
+        self.embed_dim, self.num_heads, self.num_kv_heads = (
+            embed_dim,
+            num_heads,
+            num_kv_heads,
+        )
         self.head_dim = embed_dim // num_heads
         self.dropout = dropout
         kv_dim = num_kv_heads * self.head_dim
@@ -269,31 +156,49 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         self._check_inputs(query, key, value)
-        start = 0 if cache is None else cache.n_seen  # the position of query 0
-        q, k, v = self.project(query, key, value, start)  # (B, H, L, D), (B, Hkv, S, D) x2
+        # the position of query 0
+        start = 0 if cache is None else cache.n_seen
+        # (B, H, L, D), (B, Hkv, S, D) x2
+        q, k, v = self.project(query, key, value, start)
         if cache is not None:
-            k, v = cache.update(k, v)  # every position so far: (B, Hkv, S, D)
-        offset = 0 if cache is None else k.shape[-2] - q.shape[-2]  # bottom-right with a cache
-        scores_shape = (query.shape[0], q.shape[-2], k.shape[-2])  # (B, L, S)
-        mask = self._combine_masks(mask, causal, scores_shape, offset, cache is not None)
-        context, weights = self.attend(q, k, v, mask)  # (B, H, L, D), (B, H, L, S)
-        output = self.out_proj(merge_heads(context))  # (B, L, H·D) -> (B, L, E)
+            # every position so far: (B, Hkv, S, D)
+            k, v = cache.update(k, v)
+        # bottom-right with a cache
+        offset = 0 if cache is None else k.shape[-2] - q.shape[-2]
+        # (B, L, S)
+        scores_shape = (query.shape[0], q.shape[-2], k.shape[-2])
+        mask = self._combine_masks(
+            mask, causal, scores_shape, offset, cache is not None
+        )
+        # (B, H, L, D), (B, H, L, S)
+        context, weights = self.attend(q, k, v, mask)
+        # (B, L, H·D) -> (B, L, E)
+        output = self.out_proj(merge_heads(context))
         return output, (weights if need_weights else None)
 
     def project(self, query, key, value, start: int = 0):
         """The queries, keys and values of every head (``start``: the position of row 0)."""
-        q = split_heads(self.q_proj(query), self.num_heads)  # (B, H, L, D)
-        k = split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, S, D)
-        v = split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, S, D)
+        # (B, H, L, D)
+        q = split_heads(self.q_proj(query), self.num_heads)
+        # (B, Hkv, S, D)
+        k = split_heads(self.k_proj(key), self.num_kv_heads)
+        # (B, Hkv, S, D)
+        v = split_heads(self.v_proj(value), self.num_kv_heads)
         return q, k, v
 
     def attend(self, q, k, v, mask):
         """Attention in every head: :func:`grouped_attention` (dropout in training only)."""
-        return grouped_attention(q, k, v, mask=mask, dropout_p=self.dropout * self.training)
+        return grouped_attention(
+            q, k, v, mask=mask, dropout_p=self.dropout * self.training
+        )
 
-    def structure_mask(self, n_queries: int, n_keys: int, offset: int, device) -> torch.Tensor:
+    def structure_mask(
+        self, n_queries: int, n_keys: int, offset: int, device
+    ) -> torch.Tensor:
         """The mask ``causal=True`` stands for: here :func:`~mini_attn.causal_mask`."""
-        return causal_mask(n_queries, n_keys, offset=offset, device=device)
+        return causal_mask(
+            n_queries, n_keys, offset=offset, device=device
+        )
 
     def _check_inputs(self, query, key, value) -> None:
         for name, x in (("query", query), ("key", key), ("value", value)):
@@ -314,28 +219,49 @@ class MultiHeadAttention(nn.Module):
                 "same length S (one value per key)"
             )
 
-    def _combine_masks(self, mask, causal, scores_shape, offset, cached: bool):
+    def _combine_masks(
+        self, mask, causal, scores_shape, offset, cached: bool
+    ):
         """``mask`` AND the causal mask, as one (B|1, H|1, L|1, S|1) boolean mask, or None."""
         batch, n_queries, n_keys = scores_shape
         if mask is not None:
-            if cached and isinstance(mask, torch.Tensor) and mask.shape[-1] not in (1, n_keys):
+            if (
+                cached
+                and isinstance(mask, torch.Tensor)
+                and mask.shape[-1] not in (1, n_keys)
+            ):
                 raise ValueError(
                     f"mask of shape {fmt_shape(mask.shape)} has {mask.shape[-1]} keys, but with "
                     f"the cache the queries attend to the S={n_keys} cached positions"
                 )
-            if isinstance(mask, torch.Tensor) and mask.dim() == 4:  # one mask per head
+            if (
+                isinstance(mask, torch.Tensor) and mask.dim() == 4
+            ):  # one mask per head
                 shape = (batch, self.num_heads, n_queries, n_keys)
                 check_bool_mask(mask, shape, target="weights")
             else:  # the same mask for every head: (B|1, L|1, S|1) -> (B|1, 1, L|1, S|1)
-                check_bool_mask(mask, scores_shape, target="scores (B, L, S)")
-                mask = mask.reshape((1,) * (3 - mask.dim()) + tuple(mask.shape))[:, None]
+                check_bool_mask(
+                    mask, scores_shape, target="scores (B, L, S)"
+                )
+                mask = mask.reshape(
+                    (1,) * (3 - mask.dim()) + tuple(mask.shape)
+                )[:, None]
         if causal:
-            structure = self.structure_mask(n_queries, n_keys, offset, self.q_proj.weight.device)
-            mask = structure[None, None] if mask is None else mask & structure  # (L, S)
+            structure = self.structure_mask(
+                n_queries, n_keys, offset, self.q_proj.weight.device
+            )
+            # (L, S)
+            mask = (
+                structure[None, None]
+                if mask is None
+                else mask & structure
+            )
         return mask
 
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
+    def from_torch(
+        cls, module: nn.MultiheadAttention
+    ) -> MultiHeadAttention:
         """A ``MultiHeadAttention`` with the weights of a :class:`torch.nn.MultiheadAttention`.
 
         The result gives the same output as ``module`` for the same batch-first input
@@ -352,27 +278,43 @@ class MultiHeadAttention(nn.Module):
         """
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(
-                f"module must be a torch.nn.MultiheadAttention, got {type(module).__name__}"
+                "module must be a torch.nn.MultiheadAttention, "
+                f"got {type(module).__name__}"
             )
         if not module._qkv_same_embed_dim:
             raise ValueError(
-                f"module has kdim={module.kdim}, vdim={module.vdim} different from "
-                f"embed_dim={module.embed_dim}; MultiHeadAttention projects inputs of that size"
+                f"module has kdim={module.kdim}, vdim={module.vdim} "
+                f"different from embed_dim={module.embed_dim}; "
+                "MultiHeadAttention projects inputs of that size"
             )
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError(
-                "module uses add_bias_kv or add_zero_attn, which MultiHeadAttention has not"
+                "module uses add_bias_kv or add_zero_attn, "
+                "which MultiHeadAttention has not"
             )
         has_bias = module.in_proj_bias is not None
-        ours = cls(module.embed_dim, module.num_heads, bias=has_bias, dropout=module.dropout)
-        ours = ours.to(device=module.in_proj_weight.device, dtype=module.in_proj_weight.dtype)
+        ours = cls(
+            module.embed_dim,
+            module.num_heads,
+            bias=has_bias,
+            dropout=module.dropout,
+        )
+        ours = ours.to(
+            device=module.in_proj_weight.device,
+            dtype=module.in_proj_weight.dtype,
+        )
         projections = (ours.q_proj, ours.k_proj, ours.v_proj)
         with torch.no_grad():
-            # in_proj_weight stacks W_q, W_k, W_v as one (3E, E) matrix, in_proj_bias as (3E,)
-            for proj, weight in zip(projections, module.in_proj_weight.chunk(3), strict=True):
+            # in_proj_weight stacks W_q, W_k, W_v as one (3E, E) matrix,
+            # in_proj_bias as (3E,)
+            for proj, weight in zip(
+                projections, module.in_proj_weight.chunk(3), strict=True
+            ):
                 proj.weight.copy_(weight)
             if has_bias:
-                for proj, bias in zip(projections, module.in_proj_bias.chunk(3), strict=True):
+                for proj, bias in zip(
+                    projections, module.in_proj_bias.chunk(3), strict=True
+                ):
                     proj.bias.copy_(bias)
                 ours.out_proj.bias.copy_(module.out_proj.bias)
             ours.out_proj.weight.copy_(module.out_proj.weight)

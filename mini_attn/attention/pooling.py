@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_floating, check_qkv, check_tensor, fmt_shape
+from .._validation import (
+    check_floating,
+    check_qkv,
+    check_tensor,
+    fmt_shape,
+)
 from ..core.softmax import masked_softmax
 
 __all__ = ["POOLING_KERNELS", "attention_pooling", "squared_distances"]
@@ -12,7 +17,9 @@ __all__ = ["POOLING_KERNELS", "attention_pooling", "squared_distances"]
 POOLING_KERNELS = ("gaussian", "boxcar", "epanechnikov")
 
 
-def squared_distances(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def squared_distances(
+    queries: torch.Tensor, keys: torch.Tensor
+) -> torch.Tensor:
     """Squared Euclidean distance between every query and every key.
 
     Args:
@@ -73,8 +80,11 @@ def attention_pooling(
     - ``E``: query/key size
     - ``Ev``: value size
     """
-    queries, keys, values, scalar = _check_pooling(queries, keys, values, kernel, bandwidth)
-    sq_dist = squared_distances(queries, keys) / bandwidth**2  # (..., L, S): d² / h²
+    queries, keys, values, scalar = _check_pooling(
+        queries, keys, values, kernel, bandwidth
+    )
+    # (..., L, S): d² / h²
+    sq_dist = squared_distances(queries, keys) / bandwidth**2
     if kernel == "gaussian":
         weights = masked_softmax(-sq_dist / 2)
     elif kernel == "boxcar":
@@ -83,7 +93,8 @@ def attention_pooling(
         inside = sq_dist < 1
         scores = torch.log1p(-sq_dist.masked_fill(~inside, 0.0))
         weights = masked_softmax(scores, inside)
-    output = weights @ values  # (..., L, Ev): the weighted average of the values
+    # (..., L, Ev): the weighted average of the values
+    output = weights @ values
     if scalar:
         output = output.squeeze(-1)
     return output, weights
@@ -92,11 +103,21 @@ def attention_pooling(
 def _check_pooling(queries, keys, values, kernel, bandwidth):
     """Refuse bad arguments of :func:`attention_pooling` with a message naming them;
     return the inputs as 2-D ``(..., n, E)`` tensors and whether they were 1-D."""
-    for name, x in (("queries", queries), ("keys", keys), ("values", values)):
+    for name, x in (
+        ("queries", queries),
+        ("keys", keys),
+        ("values", values),
+    ):
         check_floating(check_tensor(x, name, min_ndim=1), name)
     if kernel not in POOLING_KERNELS:
-        raise ValueError(f"kernel must be one of {POOLING_KERNELS}, got {kernel!r}")
-    h = bandwidth.detach() if isinstance(bandwidth, torch.Tensor) else torch.tensor(bandwidth)
+        raise ValueError(
+            f"kernel must be one of {POOLING_KERNELS}, got {kernel!r}"
+        )
+    h = (
+        bandwidth.detach()
+        if isinstance(bandwidth, torch.Tensor)
+        else torch.tensor(bandwidth)
+    )
     if not bool((h > 0).all()):
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
 
@@ -112,8 +133,14 @@ def _check_pooling(queries, keys, values, kernel, bandwidth):
                 f"keys {fmt_shape(keys.shape)} and values {fmt_shape(values.shape)} "
                 "must have the same length (one value per key)"
             )
-        queries, keys, values = queries[:, None], keys[:, None], values[:, None]
+        queries, keys, values = (
+            queries[:, None],
+            keys[:, None],
+            values[:, None],
+        )
     else:
-        check_qkv(queries, keys, values, names=("queries", "keys", "values"))
+        check_qkv(
+            queries, keys, values, names=("queries", "keys", "values")
+        )
 
     return queries, keys, values, scalar

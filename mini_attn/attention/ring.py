@@ -60,17 +60,15 @@ def ring_causal_work(
         (column).
     """
     world_size, n = positions.shape
-    chunks = positions.reshape(
-        world_size, n // chunk_size, chunk_size
-    )  # (W, c, chunk)
+    # (W, c, chunk)
+    chunks = positions.reshape(world_size, n // chunk_size, chunk_size)
     first, last = chunks.amin(dim=-1), chunks.amax(dim=-1)  # (W, c) each
     work = torch.zeros(world_size, world_size, dtype=torch.int64)
     for step in range(world_size):
         for rank in range(world_size):
             source = block_source(rank, step, world_size)
-            needed = (
-                first[source][None, :] <= last[rank][:, None]
-            )  # (query c, key c)
+            # (query c, key c)
+            needed = first[source][None, :] <= last[rank][:, None]
             work[step, rank] = int(needed.sum()) * chunk_size * chunk_size
     return work
 
@@ -142,10 +140,11 @@ def _pass_around(
     Returns the buffers the messages arrive in and the requests to ``wait()`` on.
     """
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
+    # ranks in group
     send_to, recv_from = (
         (rank + 1) % world_size,
         (rank - 1) % world_size,
-    )  # ranks in group
+    )
     if group is not None:  # P2POp wants global ranks
         send_to, recv_from = (
             dist.get_global_rank(group, r) for r in (send_to, recv_from)
@@ -163,10 +162,8 @@ def _block_scores(query, key, rank, source, scale, causal, dtype):
     global key comes after the global query.
     """
     n_queries, n_keys = query.shape[-2], key.shape[-2]
-    first_query, first_key = (
-        rank * n_queries,
-        source * n_keys,
-    )  # global positions
+    # global positions
+    first_query, first_key = (rank * n_queries, source * n_keys)
     if causal and first_key > first_query + n_queries - 1:
         # every key of the block comes after every query:
         # nothing to attend
@@ -204,10 +201,8 @@ def _ring_forward(query, key, value, causal, group):
         like=query,
         dtype=acc_dtype,
     )
-    blocks = [
-        key.contiguous(),
-        value.contiguous(),
-    ]  # the block this rank holds now
+    # the block this rank holds now
+    blocks = [key.contiguous(), value.contiguous()]
     for step in range(world_size):
         if (
             step < world_size - 1
@@ -224,9 +219,8 @@ def _ring_forward(query, key, value, causal, group):
                 request.wait()
             # the previous rank's block; this rank's is now one further
             blocks = incoming
-    log_sum_exp = state.row_max + torch.log(
-        state.row_sum
-    )  # (..., L/W, 1); -inf: no key
+    # (..., L/W, 1); -inf: no key
+    log_sum_exp = state.row_max + torch.log(state.row_sum)
     return finish_online_softmax(state).to(query.dtype), log_sum_exp
 
 
@@ -238,9 +232,8 @@ def _ring_backward(
     scale = 1.0 / math.sqrt(query.shape[-1])
     dtype = log_sum_exp.dtype
     q, grad_out = query.to(dtype), grad_output.to(dtype)
-    delta = (grad_out * output.to(dtype)).sum(
-        dim=-1, keepdim=True
-    )  # rowsum(dO ∘ O)
+    # rowsum(dO ∘ O)
+    delta = (grad_out * output.to(dtype)).sum(dim=-1, keepdim=True)
     grad_query = torch.zeros_like(q)
     blocks = [key.contiguous(), value.contiguous()]
     grads = [
@@ -256,19 +249,18 @@ def _ring_backward(
             query, blocks[0], rank, source, scale, causal, dtype
         )
         if scores is not None:
+            # P, (..., L, S)
             weights = torch.exp(
                 scores - log_sum_exp.nan_to_num(neginf=0.0)
-            )  # P, (..., L, S)
-            grads[1] = (
-                grads[1] + weights.transpose(-2, -1) @ grad_out
-            )  # dV += Pᵀ dO
+            )
+            # dV += Pᵀ dO
+            grads[1] = grads[1] + weights.transpose(-2, -1) @ grad_out
             grad_scores = (
                 weights * (grad_out @ v.transpose(-2, -1) - delta) * scale
             )
             grad_query = grad_query + grad_scores @ k  # dQ += dS K
-            grads[0] = (
-                grads[0] + grad_scores.transpose(-2, -1) @ q
-            )  # dK += dSᵀ Q
+            # dK += dSᵀ Q
+            grads[0] = grads[0] + grad_scores.transpose(-2, -1) @ q
         if step < world_size - 1:
             for request in requests:
                 request.wait()

@@ -153,9 +153,8 @@ class AdditiveScore(nn.Module):
             self.query_proj(query).unsqueeze(-2)
             + self.key_proj(key).unsqueeze(-3)
         )
-        return self.out(hidden).squeeze(
-            -1
-        )  # (..., L, S): wᵀ tanh(W_q q + W_k k)
+        # (..., L, S): wᵀ tanh(W_q q + W_k k)
+        return self.out(hidden).squeeze(-1)
 
 
 class BilinearScore(nn.Module):
@@ -199,6 +198,5 @@ class BilinearScore(nn.Module):
             Tensor: the scores, shape :math:`(..., L, S)`.
         """
         _check_query_key(query, key, self.query_dim, self.key_dim)
-        return (query @ self.weight) @ key.transpose(
-            -2, -1
-        )  # (..., L, Ek) @ (..., Ek, S)
+        # (..., L, Ek) @ (..., Ek, S)
+        return (query @ self.weight) @ key.transpose(-2, -1)

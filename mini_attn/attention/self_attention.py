@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_floating, check_positive_int, check_tensor, fmt_shape
+from .._validation import (
+    check_floating,
+    check_positive_int,
+    check_tensor,
+    fmt_shape,
+)
 from ..core.sdpa import scaled_dot_product_attention
 
 __all__ = ["SelfAttention"]
@@ -47,17 +52,31 @@ class SelfAttention(nn.Module):
     - ``D``: head size
     """
 
-    def __init__(self, embed_dim: int, head_dim: int | None = None, *, bias: bool = False):
+    def __init__(
+        self,
+        embed_dim: int,
+        head_dim: int | None = None,
+        *,
+        bias: bool = False,
+    ):
         super().__init__()
         check_positive_int(embed_dim, "embed_dim")
-        head_dim = embed_dim if head_dim is None else check_positive_int(head_dim, "head_dim")
+        head_dim = (
+            embed_dim
+            if head_dim is None
+            else check_positive_int(head_dim, "head_dim")
+        )
         self.embed_dim, self.head_dim = embed_dim, head_dim
         self.q_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_q
         self.k_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_k
         self.v_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_v
 
     def forward(
-        self, x: torch.Tensor, *, mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attend from every position of ``x`` to every position of ``x``.
 
@@ -76,7 +95,9 @@ class SelfAttention(nn.Module):
         query = self.q_proj(x)  # (..., N, D): Q = X W_q
         key = self.k_proj(x)  # (..., N, D): K = X W_k
         value = self.v_proj(x)  # (..., N, D): V = X W_v
-        return scaled_dot_product_attention(query, key, value, mask=mask, causal=causal)
+        return scaled_dot_product_attention(
+            query, key, value, mask=mask, causal=causal
+        )
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, head_dim={self.head_dim}"

@@ -60,10 +60,8 @@ def soft_attention(
             "of keys S: scores (..., L, S), values (..., S, Ev)"
         )
     check_bool_mask(mask, scores.shape)
-    weights = masked_softmax(
-        scores, mask
-    )  # (..., L, S), rows sum to 1 (or are all 0)
-    context = (
-        weights @ values
-    )  # (..., L, Ev): the weighted average of the values
+    # (..., L, S), rows sum to 1 (or are all 0)
+    weights = masked_softmax(scores, mask)
+    # (..., L, Ev): the weighted average of the values
+    context = weights @ values
     return context, weights

@@ -69,15 +69,14 @@ def start_online_softmax(
     Returns:
         OnlineSoftmax: ``row_max``, ``row_sum`` ``(..., L, 1)`` and ``acc`` ``(..., L, Ev)``.
     """
+    # (..., L, 1)
     row_max = like.new_full(
         (*batch, n_queries, 1), -math.inf, dtype=dtype
-    )  # (..., L, 1)
-    row_sum = like.new_zeros(
-        (*batch, n_queries, 1), dtype=dtype
-    )  # (..., L, 1)
-    acc = like.new_zeros(
-        (*batch, n_queries, value_dim), dtype=dtype
-    )  # (..., L, Ev)
+    )
+    # (..., L, 1)
+    row_sum = like.new_zeros((*batch, n_queries, 1), dtype=dtype)
+    # (..., L, Ev)
+    acc = like.new_zeros((*batch, n_queries, value_dim), dtype=dtype)
     return OnlineSoftmax(row_max, row_sum, acc)
 
 
@@ -116,9 +115,8 @@ def online_softmax_update(
     shift = torch.where(
         torch.isfinite(new_max), new_max, torch.zeros_like(new_max)
     )
-    correction = torch.exp(
-        row_max - shift
-    )  # rescales the old sums: e^(m_old - m_new)
+    # rescales the old sums: e^(m_old - m_new)
+    correction = torch.exp(row_max - shift)
     weights = torch.exp(scores - shift)  # (..., L, b), unnormalised
     row_sum = row_sum * correction + weights.sum(dim=-1, keepdim=True)
     acc = acc * correction + (weights.to(values.dtype) @ values).to(
@@ -191,21 +189,20 @@ def tiled_attention(
     n_queries, n_keys = query.shape[-2], key.shape[-2]
     batch = broadcast_batch(query=query, key=key, value=value)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    # softmax statistics
     acc_dtype = (
         torch.float32 if query.dtype in HALF_DTYPES else query.dtype
-    )  # softmax statistics
+    )
 
     # per query: running max m, running sum l of exp(score - m),
     # running sum of exp(...)·v
     state = start_online_softmax(
         batch, n_queries, value.shape[-1], like=query, dtype=acc_dtype
     )
-    query_pos = torch.arange(n_queries, device=query.device)[
-        :, None
-    ]  # (L, 1)
-    last = (
-        min(n_keys, n_queries) if causal else n_keys
-    )  # causal: keys j ≥ L are never seen
+    # (L, 1)
+    query_pos = torch.arange(n_queries, device=query.device)[:, None]
+    # causal: keys j ≥ L are never seen
+    last = min(n_keys, n_queries) if causal else n_keys
     for start in range(0, last, block_size):
         stop = min(start + block_size, n_keys)
         k_block = key[..., start:stop, :]  # (..., b, E)
@@ -214,11 +211,11 @@ def tiled_attention(
             acc_dtype
         ) * scale  # (..., L, b)
         if causal:  # query i may attend to key j if j ≤ i
+            # (L, b)
             allowed = query_pos >= torch.arange(
                 start, stop, device=query.device
-            )  # (L, b)
+            )
             scores = scores.masked_fill(~allowed, -math.inf)
-        state = online_softmax_update(
-            state, scores, v_block
-        )  # rescale, add the block
+        # rescale, add the block
+        state = online_softmax_update(state, scores, v_block)
     return finish_online_softmax(state).to(query.dtype)  # (..., L, Ev)

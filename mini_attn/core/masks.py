@@ -10,7 +10,11 @@ __all__ = ["causal_mask", "padding_mask", "sliding_window_mask"]
 
 
 def causal_mask(
-    n_queries: int, n_keys: int | None = None, *, offset: int = 0, device=None
+    n_queries: int,
+    n_keys: int | None = None,
+    *,
+    offset: int = 0,
+    device=None,
 ) -> torch.Tensor:
     """The causal (look-ahead) mask: query ``i`` may attend to keys ``j ≤ i + offset``.
 
@@ -39,11 +43,18 @@ def causal_mask(
     - ``S``: keys
     """
     n_keys = _check_sizes(n_queries, n_keys, offset)
-    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
+    return torch.ones(
+        n_queries, n_keys, dtype=torch.bool, device=device
+    ).tril(offset)
 
 
 def sliding_window_mask(
-    n_queries: int, n_keys: int | None = None, *, window: int, offset: int = 0, device=None
+    n_queries: int,
+    n_keys: int | None = None,
+    *,
+    window: int,
+    offset: int = 0,
+    device=None,
 ) -> torch.Tensor:
     """The sliding-window causal mask: a query sees itself and the ``window − 1`` keys before.
 
@@ -71,23 +82,35 @@ def sliding_window_mask(
     """
     n_keys = _check_sizes(n_queries, n_keys, offset)
     if isinstance(window, bool) or not isinstance(window, int):
-        raise TypeError(f"window must be an int, got {type(window).__name__}")
+        raise TypeError(
+            f"window must be an int, got {type(window).__name__}"
+        )
     if window < 1:
-        raise ValueError(f"window must be at least 1 (the query sees itself), got {window}")
+        raise ValueError(
+            f"window must be at least 1 (the query sees itself), got {window}"
+        )
     causal = causal_mask(n_queries, n_keys, offset=offset, device=device)
-    return causal & ~causal_mask(n_queries, n_keys, offset=offset - window, device=device)
+    return causal & ~causal_mask(
+        n_queries, n_keys, offset=offset - window, device=device
+    )
 
 
 def _check_sizes(n_queries, n_keys, offset) -> int:
     n_keys = n_queries if n_keys is None else n_keys
     if n_queries < 0 or n_keys < 0:
-        raise ValueError(f"sizes must be non-negative, got n_queries={n_queries}, n_keys={n_keys}")
+        raise ValueError(
+            f"sizes must be non-negative, got n_queries={n_queries}, n_keys={n_keys}"
+        )
     if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        raise TypeError(
+            f"offset must be an int, got {type(offset).__name__}"
+        )
     return n_keys
 
 
-def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
+def padding_mask(
+    lengths: torch.Tensor, max_length: int | None = None
+) -> torch.Tensor:
     """Key-padding mask from sequence lengths: ``True`` for real positions, ``False`` for padding.
 
     Args:
@@ -105,13 +128,25 @@ def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.
             ``max_length``.
     """
     if not isinstance(lengths, torch.Tensor):
-        raise TypeError(f"lengths must be a torch.Tensor, got {type(lengths).__name__}")
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+        raise TypeError(
+            f"lengths must be a torch.Tensor, got {type(lengths).__name__}"
+        )
+    if (
+        lengths.is_floating_point()
+        or lengths.is_complex()
+        or lengths.dtype == torch.bool
+    ):
+        raise TypeError(
+            f"lengths must be an integer tensor, got dtype {lengths.dtype}"
+        )
     if lengths.dim() != 1:
-        raise ValueError(f"lengths must be 1-D, shape (B,), got shape {fmt_shape(lengths.shape)}")
+        raise ValueError(
+            f"lengths must be 1-D, shape (B,), got shape {fmt_shape(lengths.shape)}"
+        )
     if len(lengths) and int(lengths.min()) < 0:
-        raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
+        raise ValueError(
+            f"lengths must be non-negative, got {lengths.tolist()}"
+        )
     longest = int(lengths.max()) if len(lengths) else 0
     max_length = longest if max_length is None else max_length
     if max_length < longest:
@@ -119,4 +154,5 @@ def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.
             f"max_length={max_length} is shorter than the longest sequence (length {longest})"
         )
     positions = torch.arange(max_length, device=lengths.device)  # (S,)
-    return (positions[None, :] < lengths[:, None])[:, None, :]  # (B, 1, S)
+    # (B, 1, S)
+    return (positions[None, :] < lengths[:, None])[:, None, :]

@@ -41,20 +41,16 @@ def _check_array(x, name: str) -> np.ndarray:
 def _softmax(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Softmax over the last axis; masked keys get 0, a fully masked row is all zeros."""
     if mask is not None:
-        scores = np.where(
-            mask, scores, -np.inf
-        )  # masked keys: exp(-inf) = 0
-    row_max = scores.max(
-        axis=-1, keepdims=True
-    )  # subtract it: exp never overflows
-    row_max = np.where(
-        np.isfinite(row_max), row_max, 0.0
-    )  # a fully masked row: max is -inf
+        # masked keys: exp(-inf) = 0
+        scores = np.where(mask, scores, -np.inf)
+    # subtract it: exp never overflows
+    row_max = scores.max(axis=-1, keepdims=True)
+    # a fully masked row: max is -inf
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
     exp = np.exp(scores - row_max)
     denom = exp.sum(axis=-1, keepdims=True)
-    return exp / np.maximum(
-        denom, np.finfo(scores.dtype).tiny
-    )  # 0 / tiny = 0 for such rows
+    # 0 / tiny = 0 for such rows
+    return exp / np.maximum(denom, np.finfo(scores.dtype).tiny)
 
 
 def scaled_dot_product_attention_numpy(
@@ -116,18 +112,15 @@ def scaled_dot_product_attention_numpy(
             f"got {getattr(mask, 'dtype', type(mask).__name__)}"
         )
     if causal:
-        future = np.tril(
-            np.ones((n_queries, n_keys), dtype=bool)
-        )  # (L, S): True for j ≤ i
+        # (L, S): True for j ≤ i
+        future = np.tril(np.ones((n_queries, n_keys), dtype=bool))
         mask = future if mask is None else mask & future
     scale = 1.0 / np.sqrt(query.shape[-1]) if scale is None else scale
 
-    scores = (
-        query @ np.swapaxes(key, -1, -2) * scale
-    )  # (..., L, S): Q Kᵀ / √D
-    weights = _softmax(
-        scores, mask
-    )  # (..., L, S): each row sums to 1 (or is all 0)
+    # (..., L, S): Q Kᵀ / √D
+    scores = query @ np.swapaxes(key, -1, -2) * scale
+    # (..., L, S): each row sums to 1 (or is all 0)
+    weights = _softmax(scores, mask)
     return weights @ value, weights  # (..., L, Dv), (..., L, S)
 
 

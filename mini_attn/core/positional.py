@@ -58,18 +58,15 @@ def sinusoidal_positional_encoding(
     positions = torch.arange(
         n_positions, dtype=torch.float64, device=device
     )[:, None]  # (N, 1)
-    even = torch.arange(
-        0, dim, 2, dtype=torch.float64, device=device
-    )  # 2i = 0, 2, 4, ...
-    frequencies = base ** (
-        -even / dim
-    )  # ω_i = base^(-2i/dim), shape (ceil(E/2),)
+    # 2i = 0, 2, 4, ...
+    even = torch.arange(0, dim, 2, dtype=torch.float64, device=device)
+    # ω_i = base^(-2i/dim), shape (ceil(E/2),)
+    frequencies = base ** (-even / dim)
     angles = positions * frequencies  # (N, ceil(E/2)): p · ω_i
     encoding = torch.empty(
         n_positions, dim, dtype=torch.float64, device=device
     )
     encoding[:, 0::2] = torch.sin(angles)  # even columns: sin(p ω_i)
-    encoding[:, 1::2] = torch.cos(
-        angles[:, : dim // 2]
-    )  # odd columns: cos(p ω_i)
+    # odd columns: cos(p ω_i)
+    encoding[:, 1::2] = torch.cos(angles[:, : dim // 2])
     return encoding.to(dtype)

@@ -22,7 +22,11 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def rotary_angles(
-    positions: torch.Tensor, dim: int, *, base: float = 10000.0, dtype=torch.float32
+    positions: torch.Tensor,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype=torch.float32,
 ) -> torch.Tensor:
     r"""The rotation angle of every position and feature, both halves of a pair alike.
 
@@ -37,10 +41,12 @@ def rotary_angles(
         ``positions[n] · base^(−2 (i mod D/2) / D)``.
     """
     frequencies = 1.0 / base ** (
-        torch.arange(0, dim, 2, device=positions.device, dtype=dtype) / dim
+        torch.arange(0, dim, 2, device=positions.device, dtype=dtype)
+        / dim
     )
     angles = positions[:, None].to(dtype) * frequencies  # (N, D/2)
-    return torch.cat((angles, angles), dim=-1)  # (N, D): the same angle for i and i + D/2
+    # (N, D): the same angle for i and i + D/2
+    return torch.cat((angles, angles), dim=-1)
 
 
 def apply_rotary(
@@ -75,17 +81,29 @@ def apply_rotary(
     - ``...``: batch and heads
     """
     _check_rotary(x, positions)
-    precision = torch.float64 if x.dtype == torch.float64 else torch.float32
-    angles = rotary_angles(positions, x.shape[-1], base=base, dtype=precision)  # (N, D)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (N, D)
+    precision = (
+        torch.float64 if x.dtype == torch.float64 else torch.float32
+    )
+    # (N, D)
+    angles = rotary_angles(
+        positions, x.shape[-1], base=base, dtype=precision
+    )
+    # (N, D)
+    cos, sin = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
     return x * cos + rotate_half(x) * sin  # (..., N, D)
 
 
 def _check_rotary(x, positions) -> None:
     check_floating(check_tensor(x, "x", min_ndim=2), "x")
     check_tensor(positions, "positions", ndim=1)
-    if positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool:
-        raise TypeError(f"positions must be an integer tensor, got dtype {positions.dtype}")
+    if (
+        positions.is_floating_point()
+        or positions.is_complex()
+        or positions.dtype == torch.bool
+    ):
+        raise TypeError(
+            f"positions must be an integer tensor, got dtype {positions.dtype}"
+        )
     if x.shape[-1] % 2:
         raise ValueError(
             f"x of shape {fmt_shape(x.shape)} must have an even last dimension D "

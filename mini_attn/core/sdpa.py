@@ -72,18 +72,16 @@ def scaled_dot_product_attention(
 
     # scale the queries, not the scores: (Q · scale) Kᵀ = Q Kᵀ · scale,
     # on an L × D matrix instead of the larger L × S one
-    scores = (query * scale) @ key.transpose(
-        -2, -1
-    )  # (..., L, S): Q Kᵀ / √D
+    # (..., L, S): Q Kᵀ / √D
+    scores = (query * scale) @ key.transpose(-2, -1)
     if (
         mask is not None
     ):  # the mask may carry batch dimensions that Q Kᵀ lacks
         scores = scores.expand(
             torch.broadcast_shapes(scores.shape, mask.shape)
         )
-    weights = masked_softmax(
-        scores, mask
-    )  # (..., L, S): rows sum to 1, or 0 if all masked
+    # (..., L, S): rows sum to 1, or 0 if all masked
+    weights = masked_softmax(scores, mask)
     if dropout_p > 0.0:
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     return weights @ value, weights  # (..., L, Dv), (..., L, S)

@@ -56,22 +56,19 @@ def masked_softmax(
     dim = check_dim(dim, scores.dim())
     check_bool_mask(mask, scores.shape)
 
-    x = (
-        scores.float() if scores.dtype in HALF_DTYPES else scores
-    )  # half: sum in float32
+    # half: sum in float32
+    x = scores.float() if scores.dtype in HALF_DTYPES else scores
     if mask is not None:
-        x = x.masked_fill(
-            ~mask, float("-inf")
-        )  # masked keys: exp(-inf) = 0
+        # masked keys: exp(-inf) = 0
+        x = x.masked_fill(~mask, float("-inf"))
     # torch.softmax subtracts the row maximum before exp, so large scores
     # cannot overflow
     weights = torch.softmax(x, dim=dim)
     if mask is not None:
         # a row with every position masked is 0/0 = NaN:
         # give it zeros instead
-        mask = mask.reshape(
-            (1,) * (x.dim() - mask.dim()) + mask.shape
-        )  # as many dims as x
+        # as many dims as x
+        mask = mask.reshape((1,) * (x.dim() - mask.dim()) + mask.shape)
         weights = weights.masked_fill(
             ~mask.any(dim=dim, keepdim=True), 0.0
         )

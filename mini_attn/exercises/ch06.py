@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..attention.multihead import MultiHeadAttention, split_heads
+from ..attention.heads import split_heads
+from ..attention.multihead import MultiHeadAttention
 from ._core import CheckFailed, call, expect_close, passed
 from .ch05._shared import expect_unchanged as _unchanged
 from .ch05._shared import when_shape as _same_shape

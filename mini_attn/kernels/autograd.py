@@ -13,9 +13,19 @@ from types import ModuleType
 
 import torch
 
-from .._validation import broadcast_batch, check_floating, check_tensor, fmt_shape
+from .._validation import (
+    broadcast_batch,
+    check_floating,
+    check_tensor,
+    fmt_shape,
+)
 
-__all__ = ["TRITON_DTYPES", "TRITON_HEAD_DIMS", "TritonAttentionFunction", "triton_attention"]
+__all__ = [
+    "TRITON_DTYPES",
+    "TRITON_HEAD_DIMS",
+    "TritonAttentionFunction",
+    "triton_attention",
+]
 
 # head sizes: powers of two from tl.dot's smallest size, 16; the GPU targets are 64 and 128
 TRITON_HEAD_DIMS = (16, 32, 64, 128)
@@ -41,7 +51,9 @@ def _check_inputs(query, key, value, block_m, block_n) -> None:
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_floating(check_tensor(x, name, min_ndim=2), name)
         if x.dtype not in TRITON_DTYPES:
-            raise TypeError(f"{name} must be float16, bfloat16 or float32, got {x.dtype}")
+            raise TypeError(
+                f"{name} must be float16, bfloat16 or float32, got {x.dtype}"
+            )
     if not query.dtype == key.dtype == value.dtype:
         raise TypeError(
             f"query, key and value must have one dtype, got {query.dtype}, {key.dtype}, "
@@ -75,8 +87,14 @@ def _check_inputs(query, key, value, block_m, block_n) -> None:
             f"key {fmt_shape(key.shape)}"
         )
     for name, block in (("block_m", block_m), ("block_n", block_n)):
-        if not isinstance(block, int) or block < 16 or block & (block - 1):
-            raise ValueError(f"{name} must be a power of two ≥ 16 (tl.dot's smallest), got {block}")
+        if (
+            not isinstance(block, int)
+            or block < 16
+            or block & (block - 1)
+        ):
+            raise ValueError(
+                f"{name} must be a power of two ≥ 16 (tl.dot's smallest), got {block}"
+            )
 
 
 def _check_device(device: torch.device, interpreted: bool) -> None:
@@ -88,7 +106,9 @@ def _check_device(device: torch.device, interpreted: bool) -> None:
             "interpreter on the CPU, or move the inputs to a CUDA device."
         )
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"the inputs must be on a CUDA device or the CPU, got {device}")
+        raise ValueError(
+            f"the inputs must be on a CUDA device or the CPU, got {device}"
+        )
 
 
 def triton_attention(
@@ -145,11 +165,21 @@ def triton_attention(
     kernels = _kernels()
     _check_device(query.device, kernels.INTERPRETED)
     (n_queries, head_dim), n_keys = query.shape[-2:], key.shape[-2]
-    q = query.expand(*batch, n_queries, head_dim).reshape(-1, n_queries, head_dim)  # (N, L, D)
-    k = key.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
-    v = value.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)  # (N, S, D)
+    # (N, L, D)
+    q = query.expand(*batch, n_queries, head_dim).reshape(
+        -1, n_queries, head_dim
+    )
+    # (N, S, D)
+    k = key.expand(*batch, n_keys, head_dim).reshape(-1, n_keys, head_dim)
+    # (N, S, D)
+    v = value.expand(*batch, n_keys, head_dim).reshape(
+        -1, n_keys, head_dim
+    )
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-    out = TritonAttentionFunction.apply(q, k, v, bool(causal), scale, block_m, block_n)  # (N, L, D)
+    # (N, L, D)
+    out = TritonAttentionFunction.apply(
+        q, k, v, bool(causal), scale, block_m, block_n
+    )
     return out.reshape(*batch, n_queries, head_dim)  # (..., L, D)
 
 
@@ -182,9 +212,16 @@ class TritonAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, value, causal, scale, block_m, block_n):
+        # (N, L, D), (N, L)
         out, lse = _kernels().attention_forward(
-            query, key, value, causal=causal, scale=scale, block_m=block_m, block_n=block_n
-        )  # (N, L, D), (N, L)
+            query,
+            key,
+            value,
+            causal=causal,
+            scale=scale,
+            block_m=block_m,
+            block_n=block_n,
+        )
         ctx.save_for_backward(query, key, value, out, lse)
         ctx.causal, ctx.scale = causal, scale
         return out
@@ -192,7 +229,11 @@ class TritonAttentionFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
+        # dQ, dK, dV
         grads = _kernels().attention_backward(
-            *ctx.saved_tensors, grad_out, causal=ctx.causal, scale=ctx.scale
-        )  # dQ, dK, dV
+            *ctx.saved_tensors,
+            grad_out,
+            causal=ctx.causal,
+            scale=ctx.scale,
+        )
         return (*grads, None, None, None, None)

@@ -53,9 +53,8 @@ def attention_backward_dkdv_kernel(
     """
     start_n = tl.program_id(0) * BLOCK_N
     batch = tl.program_id(1).to(tl.int64)
-    offs_n = start_n + tl.arange(
-        0, BLOCK_N
-    )  # (BLOCK_N,) the key indices j
+    # (BLOCK_N,) the key indices j
+    offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     kv_offsets = (
@@ -71,9 +70,8 @@ def attention_backward_dkdv_kernel(
     ).to(DOT_DTYPE)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    start = (
-        start_n // BLOCK_M * BLOCK_M if CAUSAL else 0
-    )  # causal: only queries i ≥ j see j
+    # causal: only queries i ≥ j see j
+    start = start_n // BLOCK_M * BLOCK_M if CAUSAL else 0
     for start_m in range(start, n_queries, BLOCK_M):
         rows = start_m + offs_m  # (BLOCK_M,) the query indices i
         q_offsets = (
@@ -100,21 +98,20 @@ def attention_backward_dkdv_kernel(
         )
         # recompute the weights, transposed:
         # Pᵀ_ji = 2^(s_ij · log2 e - lse_i)
+        # (BLOCK_N, BLOCK_M)
         weights_t = tl.exp2(
             tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :]
-        )  # (BLOCK_N, BLOCK_M)
+        )
         if CAUSAL:
             weights_t = tl.where(
                 offs_n[:, None] <= rows[None, :], weights_t, 0.0
             )
         dv = tl.dot(weights_t.to(DOT_DTYPE), do, dv)  # dV += Pᵀ dO
         dweights_t = tl.dot(v, tl.trans(do))  # dPᵀ = V dOᵀ
-        dscores_t = weights_t * (
-            dweights_t - delta[None, :]
-        )  # dSᵀ = Pᵀ ∘ (dPᵀ - δ)
-        dk = tl.dot(
-            dscores_t.to(DOT_DTYPE), q, dk
-        )  # dK += dSᵀ Q (times scale, below)
+        # dSᵀ = Pᵀ ∘ (dPᵀ - δ)
+        dscores_t = weights_t * (dweights_t - delta[None, :])
+        # dK += dSᵀ Q (times scale, below)
+        dk = tl.dot(dscores_t.to(DOT_DTYPE), q, dk)
     tl.store(
         dK + kv_offsets,
         (dk * scale).to(dK.dtype.element_ty),
@@ -163,9 +160,8 @@ def attention_backward_dq_kernel(
     """
     start_m = tl.program_id(0) * BLOCK_M
     batch = tl.program_id(1).to(tl.int64)
-    rows = start_m + tl.arange(
-        0, BLOCK_M
-    )  # (BLOCK_M,) the query indices i
+    # (BLOCK_M,) the query indices i
+    rows = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     q_offsets = (
@@ -207,20 +203,19 @@ def attention_backward_dq_kernel(
         v = tl.load(
             V + kv_offsets, mask=keys[:, None] < n_keys, other=0.0
         ).to(DOT_DTYPE)
+        # P, (BLOCK_M, BLOCK_N)
         weights = tl.exp2(
             tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None]
-        )  # P, (BLOCK_M, BLOCK_N)
+        )
         allowed = keys[None, :] < n_keys
         if CAUSAL:
             allowed = allowed & (keys[None, :] <= rows[:, None])
         weights = tl.where(allowed, weights, 0.0)
         dweights = tl.dot(do, tl.trans(v))  # dP = dO Vᵀ
-        dscores = weights * (
-            dweights - delta[:, None]
-        )  # dS = P ∘ (dP - δ)
-        dq = tl.dot(
-            dscores.to(DOT_DTYPE), k, dq
-        )  # dQ += dS K (times scale, below)
+        # dS = P ∘ (dP - δ)
+        dscores = weights * (dweights - delta[:, None])
+        # dQ += dS K (times scale, below)
+        dq = tl.dot(dscores.to(DOT_DTYPE), k, dq)
     tl.store(
         dQ + q_offsets,
         (dq * scale).to(dQ.dtype.element_ty),

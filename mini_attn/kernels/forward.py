@@ -64,27 +64,20 @@ def single_block_attention_kernel(
     kv_offsets = (
         n * n_keys * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
     )
-    q = tl.load(
-        Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0
-    )  # (BLOCK_L, D)
-    k = tl.load(
-        K + kv_offsets, mask=cols[:, None] < n_keys, other=0.0
-    )  # (BLOCK_S, D)
-    v = tl.load(
-        V + kv_offsets, mask=cols[:, None] < n_keys, other=0.0
-    )  # (BLOCK_S, D)
-    scores = (
-        tl.dot(q, tl.trans(k)) * scale
-    )  # (BLOCK_L, BLOCK_S): Q Kᵀ · scale
-    scores = tl.where(
-        cols[None, :] < n_keys, scores, float("-inf")
-    )  # padding keys get weight 0
-    weights = tl.exp(
-        scores - tl.max(scores, axis=1)[:, None]
-    )  # stable softmax, unnormalised
-    weights = (
-        weights / tl.sum(weights, axis=1)[:, None]
-    )  # each row sums to 1
+    # (BLOCK_L, D)
+    q = tl.load(Q + q_offsets, mask=rows[:, None] < n_queries, other=0.0)
+    # (BLOCK_S, D)
+    k = tl.load(K + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)
+    # (BLOCK_S, D)
+    v = tl.load(V + kv_offsets, mask=cols[:, None] < n_keys, other=0.0)
+    # (BLOCK_L, BLOCK_S): Q Kᵀ · scale
+    scores = tl.dot(q, tl.trans(k)) * scale
+    # padding keys get weight 0
+    scores = tl.where(cols[None, :] < n_keys, scores, float("-inf"))
+    # stable softmax, unnormalised
+    weights = tl.exp(scores - tl.max(scores, axis=1)[:, None])
+    # each row sums to 1
+    weights = weights / tl.sum(weights, axis=1)[:, None]
     out = tl.dot(weights.to(v.dtype), v)  # (BLOCK_L, D)
     tl.store(
         Out + q_offsets,
@@ -137,9 +130,8 @@ def attend_to_key_blocks(
     - ``D``: head size
     """
     for start_n in range(start, stop, BLOCK_N):
-        keys = (
-            start_n + offs_n
-        )  # (BLOCK_N,) the key indices j of this block
+        # (BLOCK_N,) the key indices j of this block
+        keys = start_n + offs_n
         if MASKED:
             k = tl.load(
                 k_ptrs + start_n * stride_kn,
@@ -147,30 +139,23 @@ def attend_to_key_blocks(
                 other=0.0,
             )
         else:
-            k = tl.load(
-                k_ptrs + start_n * stride_kn
-            )  # (D, BLOCK_N): a block of Kᵀ
-        scores = (
-            tl.dot(q, k.to(DOT_DTYPE)) * qk_scale
-        )  # (BLOCK_M, BLOCK_N): Q Kᵀ · scale · log2 e
+            # (D, BLOCK_N): a block of Kᵀ
+            k = tl.load(k_ptrs + start_n * stride_kn)
+        # (BLOCK_M, BLOCK_N): Q Kᵀ · scale · log2 e
+        scores = tl.dot(q, k.to(DOT_DTYPE)) * qk_scale
         if MASKED:
-            allowed = (
-                keys[None, :] < n_keys
-            )  # the last block may run past the last key
+            # the last block may run past the last key
+            allowed = keys[None, :] < n_keys
             if CAUSAL:
-                allowed = allowed & (
-                    keys[None, :] <= offs_m[:, None]
-                )  # query i sees keys j ≤ i
+                # query i sees keys j ≤ i
+                allowed = allowed & (keys[None, :] <= offs_m[:, None])
             scores = tl.where(allowed, scores, float("-inf"))
-        new_max = tl.maximum(
-            row_max, tl.max(scores, axis=1)
-        )  # (BLOCK_M,) running max
-        weights = tl.exp2(
-            scores - new_max[:, None]
-        )  # exp(s - m), unnormalised
-        correction = tl.exp2(
-            row_max - new_max
-        )  # rescales what was summed under the old max
+        # (BLOCK_M,) running max
+        new_max = tl.maximum(row_max, tl.max(scores, axis=1))
+        # exp(s - m), unnormalised
+        weights = tl.exp2(scores - new_max[:, None])
+        # rescales what was summed under the old max
+        correction = tl.exp2(row_max - new_max)
         row_sum = row_sum * correction + tl.sum(weights, axis=1)
         if MASKED:
             v = tl.load(
@@ -181,9 +166,8 @@ def attend_to_key_blocks(
         else:
             v = tl.load(v_ptrs + start_n * stride_vn)  # (BLOCK_N, D)
         acc = acc * correction[:, None]
-        acc = tl.dot(
-            weights.to(DOT_DTYPE), v.to(DOT_DTYPE), acc
-        )  # acc += P V, in float32
+        # acc += P V, in float32
+        acc = tl.dot(weights.to(DOT_DTYPE), v.to(DOT_DTYPE), acc)
         row_max = new_max
     return acc, row_max, row_sum
 
@@ -227,12 +211,10 @@ def attention_forward_kernel(
     - ``D``: head size
     """
     start_m = tl.program_id(0) * BLOCK_M
-    batch = tl.program_id(1).to(
-        tl.int64
-    )  # 64-bit offsets: N·L·D can exceed 2³¹
-    offs_m = start_m + tl.arange(
-        0, BLOCK_M
-    )  # (BLOCK_M,) the query indices i
+    # 64-bit offsets: N·L·D can exceed 2³¹
+    batch = tl.program_id(1).to(tl.int64)
+    # (BLOCK_M,) the query indices i
+    offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     q_ptrs = (
@@ -257,9 +239,8 @@ def attention_forward_kernel(
     q = tl.load(q_ptrs, mask=offs_m[:, None] < n_queries, other=0.0).to(
         DOT_DTYPE
     )
-    acc = tl.zeros(
-        [BLOCK_M, HEAD_DIM], dtype=tl.float32
-    )  # Σ_j exp(s_ij - m_i) v_j
+    # Σ_j exp(s_ij - m_i) v_j
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # m_i
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)  # Σ_j exp(s_ij - m_i)
     # keys [0, full_stop): every query of the block sees every key of
@@ -267,12 +248,10 @@ def attention_forward_kernel(
     # keys [full_stop, stop): the diagonal (causal) and the ragged last
     # block, masked
     if CAUSAL:
-        last_query = tl.minimum(
-            start_m + BLOCK_M, n_queries
-        )  # one past the block's last query
-        stop = tl.minimum(
-            last_query, n_keys
-        )  # query i never sees keys j > i
+        # one past the block's last query
+        last_query = tl.minimum(start_m + BLOCK_M, n_queries)
+        # query i never sees keys j > i
+        stop = tl.minimum(last_query, n_keys)
         full_stop = tl.minimum(start_m + 1, n_keys) // BLOCK_N * BLOCK_N
     else:
         stop = n_keys

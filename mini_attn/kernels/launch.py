@@ -186,13 +186,12 @@ def attention_forward(
             block_m, block_n, head_dim, query.element_size()
         )
     out = torch.empty_like(query)  # (N, L, D)
+    # (N, L)
     lse = torch.empty(
         n_batch, n_queries, device=query.device, dtype=torch.float32
-    )  # (N, L)
-    grid = (
-        triton.cdiv(n_queries, block_m),
-        n_batch,
-    )  # one program per (query block, entry)
+    )
+    # one program per (query block, entry)
+    grid = (triton.cdiv(n_queries, block_m), n_batch)
     attention_forward_kernel[grid](
         query, key, value, out, lse,
         *query.stride(), *key.stride(), *value.stride(), *out.stride(),
@@ -259,17 +258,13 @@ def attention_backward(
         CAUSAL=causal, HEAD_DIM=head_dim, BLOCK_M=block, BLOCK_N=block,
         DOT_DTYPE=dot_dtype(query.dtype), num_warps=4, num_stages=2,
     )  # fmt: skip
-    grid = (
-        triton.cdiv(n_keys, block),
-        n_batch,
-    )  # one program per (key block, entry)
+    # one program per (key block, entry)
+    grid = (triton.cdiv(n_keys, block), n_batch)
     attention_backward_dkdv_kernel[grid](
         *inputs, grad_key, grad_value, *sizes, **settings
     )
-    grid = (
-        triton.cdiv(n_queries, block),
-        n_batch,
-    )  # one program per (query block, entry)
+    # one program per (query block, entry)
+    grid = (triton.cdiv(n_queries, block), n_batch)
     attention_backward_dq_kernel[grid](
         *inputs, grad_query, *sizes, **settings
     )

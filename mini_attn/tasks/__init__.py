@@ -41,14 +41,8 @@ from .models.glimpse import (
 )
 
 # chapter 6: a real pretrained model, all-MiniLM-L6-v2
-from .models.minilm import (
-    MiniLM,
-    MiniLMLayer,
-    load_minilm,
-    mean_pooling,
-    minilm_attention,
-    minilm_path,
-)
+from .models.minilm import MiniLM, MiniLMLayer, minilm_attention
+from .models.minilm_files import load_minilm, mean_pooling, minilm_path
 from .models.seq2seq import Seq2Seq, exact_matches, seq2seq_loss
 from .training import TrainingHistory, train_model
 

@@ -42,7 +42,8 @@ def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    from torch.utils.flop_counter import FlopCounterMode  # imported on the first call
+    # imported on the first call
+    from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         fn(*args, **kwargs)
@@ -52,7 +53,9 @@ def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            raise TypeError(
+                f"{name} must be an int, got {type(value).__name__}"
+            )
         if value < 0:
             raise ValueError(f"{name} must be non-negative, got {value}")
 
@@ -98,8 +101,15 @@ def attention_flops(
     - ``S``: keys
     - ``D``: head size
     """
-    _check_sizes(batch=batch, heads=heads, n_queries=n_queries, n_keys=n_keys, head_dim=head_dim)
-    flops = 4 * batch * heads * n_queries * n_keys * head_dim  # two products, 2 FLOPs per MAC
+    _check_sizes(
+        batch=batch,
+        heads=heads,
+        n_queries=n_queries,
+        n_keys=n_keys,
+        head_dim=head_dim,
+    )
+    # two products, 2 FLOPs per MAC
+    flops = 4 * batch * heads * n_queries * n_keys * head_dim
     return flops // 2 if causal else flops
 
 
@@ -163,9 +173,12 @@ def attention_bytes(
         element_size=element_size,
         kv_heads=kv_heads,
     )
-    queries_and_output = 2 * batch * heads * n_queries * head_dim  # read Q, write O
-    keys_and_values = 2 * batch * kv_heads * n_keys * head_dim  # read K and V
+    # read Q, write O
+    queries_and_output = 2 * batch * heads * n_queries * head_dim
+    # read K and V
+    keys_and_values = 2 * batch * kv_heads * n_keys * head_dim
     elements = queries_and_output + keys_and_values
     if materialized:
-        elements += 4 * batch * heads * n_queries * n_keys  # scores and weights, 2 passes each
+        # scores and weights, 2 passes each
+        elements += 4 * batch * heads * n_queries * n_keys
     return elements * element_size

@@ -105,9 +105,8 @@ def cuda_event_times(
         fn()
         end.record()
         end.synchronize()  # wait until the GPU has reached the end marker
-        times.append(
-            start.elapsed_time(end) / 1e3
-        )  # elapsed_time is in milliseconds
+        # elapsed_time is in milliseconds
+        times.append(start.elapsed_time(end) / 1e3)
     return times
 
 

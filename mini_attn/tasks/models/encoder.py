@@ -19,7 +19,13 @@ from ...core.positional import sinusoidal_positional_encoding
 from ..data.sequences import SequenceData, sequence_accuracy
 from ..training import TrainingHistory, train_model
 
-__all__ = ["EncoderBlock", "TinyEncoder", "sequence_batches", "token_loss", "train_encoder"]
+__all__ = [
+    "EncoderBlock",
+    "TinyEncoder",
+    "sequence_batches",
+    "token_loss",
+    "train_encoder",
+]
 
 
 def _check_residual(attended: torch.Tensor, x: torch.Tensor) -> None:
@@ -35,7 +41,9 @@ def _check_tokens(tokens: torch.Tensor, max_length: int) -> None:
     """Integer token ids ``(..., N)`` with ``N <= max_length``."""
     check_tensor(tokens, "tokens", min_ndim=1)
     if tokens.is_floating_point() or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must be integer token ids, got dtype {tokens.dtype}")
+        raise TypeError(
+            f"tokens must be integer token ids, got dtype {tokens.dtype}"
+        )
     if tokens.shape[-1] > max_length:
         raise ValueError(
             f"tokens of shape {fmt_shape(tokens.shape)} are longer than max_length="
@@ -68,18 +76,30 @@ class EncoderBlock(nn.Module):
     - ``E``: embedding size
     """
 
-    def __init__(self, embed_dim: int, attention: nn.Module, *, mlp_dim: int | None = None):
+    def __init__(
+        self,
+        embed_dim: int,
+        attention: nn.Module,
+        *,
+        mlp_dim: int | None = None,
+    ):
         super().__init__()
         mlp_dim = 4 * embed_dim if mlp_dim is None else mlp_dim
         self.norm1 = nn.LayerNorm(embed_dim)
         self.attention = attention
         self.norm2 = nn.LayerNorm(embed_dim)
         self.mlp = nn.Sequential(
-            nn.Linear(embed_dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, embed_dim)
+            nn.Linear(embed_dim, mlp_dim),
+            nn.GELU(),
+            nn.Linear(mlp_dim, embed_dim),
         )
 
     def forward(
-        self, x: torch.Tensor, *, mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the block.
 
@@ -92,7 +112,9 @@ class EncoderBlock(nn.Module):
             (Tensor, Tensor): the new ``x``, shape :math:`(..., N, E)`, and the attention's
             weights as it returned them.
         """
-        attended, weights = self.attention(self.norm1(x), mask=mask, causal=causal)
+        attended, weights = self.attention(
+            self.norm1(x), mask=mask, causal=causal
+        )
         _check_residual(attended, x)
         x = x + attended  # residual around the attention
         x = x + self.mlp(self.norm2(x))  # residual around the MLP
@@ -144,16 +166,24 @@ class TinyEncoder(nn.Module):
 
         self.max_length, self.positional = max_length, positional
         self.embedding = nn.Embedding(vocab_size, embed_dim)
-        encoding = sinusoidal_positional_encoding(max_length, embed_dim)  # (max_length, E)
-        self.register_buffer("position_encoding", encoding, persistent=False)
+        # (max_length, E)
+        encoding = sinusoidal_positional_encoding(max_length, embed_dim)
+        self.register_buffer(
+            "position_encoding", encoding, persistent=False
+        )
         self.blocks = nn.ModuleList(
-            EncoderBlock(embed_dim, make_attention(), mlp_dim=mlp_dim) for _ in range(num_layers)
+            EncoderBlock(embed_dim, make_attention(), mlp_dim=mlp_dim)
+            for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, vocab_size)
 
     def forward(
-        self, tokens: torch.Tensor, *, mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        tokens: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Predict one token per position.
 
@@ -170,7 +200,8 @@ class TinyEncoder(nn.Module):
         n = tokens.shape[-1]
         x = self.embedding(tokens)  # (B, N, E)
         if self.positional:
-            x = x + self.position_encoding[:n]  # (N, E) broadcasts over the batch
+            # (N, E) broadcasts over the batch
+            x = x + self.position_encoding[:n]
         all_weights = []
         for block in self.blocks:
             x, weights = block(x, mask=mask, causal=causal)
@@ -178,7 +209,9 @@ class TinyEncoder(nn.Module):
         return self.head(self.norm(x)), all_weights  # (B, N, V)
 
 
-def sequence_batches(data: SequenceData, batch_size: int, *, seed: int = 0) -> Iterator:
+def sequence_batches(
+    data: SequenceData, batch_size: int, *, seed: int = 0
+) -> Iterator:
     """Endless random mini-batches of ``data``, drawn with replacement (seeded).
 
     Args:
@@ -197,11 +230,15 @@ def sequence_batches(data: SequenceData, batch_size: int, *, seed: int = 0) -> I
         )
     generator = torch.Generator().manual_seed(seed)
     while True:
-        batch = torch.randint(len(inputs), (batch_size,), generator=generator)
+        batch = torch.randint(
+            len(inputs), (batch_size,), generator=generator
+        )
         yield inputs[batch], targets[batch]
 
 
-def token_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def token_loss(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """Cross-entropy of the model's prediction at every position of a batch.
 
     Args:
@@ -215,7 +252,9 @@ def token_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> to
     device = next(model.parameters()).device
     inputs, targets = (t.to(device) for t in batch)
     logits = model(inputs)[0]  # (B, N, V)
-    return nn.functional.cross_entropy(logits.flatten(0, -2), targets.flatten())
+    return nn.functional.cross_entropy(
+        logits.flatten(0, -2), targets.flatten()
+    )
 
 
 def train_encoder(
@@ -261,7 +300,9 @@ def train_encoder(
         def evaluate(model: nn.Module) -> float:
             device = next(model.parameters()).device
             logits = model(validation.inputs.to(device))[0]  # (n, N, V)
-            return sequence_accuracy(logits.argmax(-1).cpu(), validation.targets)[1]
+            return sequence_accuracy(
+                logits.argmax(-1).cpu(), validation.targets
+            )[1]
 
     return train_model(
         model,

@@ -42,7 +42,8 @@ __all__ = [
     "topk_loss",
 ]
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # patches (B, P, p²), labels (B,)
+# patches (B, P, p²), labels (B,)
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def _check_patches(patches: torch.Tensor, patch_dim: int) -> None:
@@ -52,8 +53,14 @@ def _check_patches(patches: torch.Tensor, patch_dim: int) -> None:
         or patches.dim() != 3
         or patches.shape[-1] != patch_dim
     ):
-        shape = fmt_shape(patches.shape) if isinstance(patches, torch.Tensor) else type(patches)
-        raise ValueError(f"patches must have shape (B, P, {patch_dim}), got {shape}")
+        shape = (
+            fmt_shape(patches.shape)
+            if isinstance(patches, torch.Tensor)
+            else type(patches)
+        )
+        raise ValueError(
+            f"patches must have shape (B, P, {patch_dim}), got {shape}"
+        )
 
 
 class GlimpseClassifier(nn.Module):
@@ -86,7 +93,9 @@ class GlimpseClassifier(nn.Module):
         super().__init__()
         self.patch_dim = patch_dim
         self.scorer = nn.Sequential(
-            nn.Linear(patch_dim, scorer_dim), nn.ReLU(), nn.Linear(scorer_dim, 1)
+            nn.Linear(patch_dim, scorer_dim),
+            nn.ReLU(),
+            nn.Linear(scorer_dim, 1),
         )
         self.encoder = nn.Sequential(
             nn.Linear(patch_dim, hidden_dim),
@@ -97,33 +106,49 @@ class GlimpseClassifier(nn.Module):
         self.classifier = nn.Linear(feature_dim, n_classes)
 
     def scores(self, patches: torch.Tensor) -> torch.Tensor:
-        """Where to look: one score per patch, ``(B, P, p²) -> (B, 1, P)`` (one query)."""
+        """Where to look: scores ``(B, P, p²) -> (B, 1, P)``."""
         _check_patches(patches, self.patch_dim)
-        return self.scorer(patches).transpose(-2, -1)  # (B, P, 1) -> (B, 1, P)
+        # (B, P, 1) -> (B, 1, P)
+        return self.scorer(patches).transpose(-2, -1)
 
     def read(self, patches: torch.Tensor) -> torch.Tensor:
-        """What is there: the class logits of patches, ``(..., p²) -> (..., C)``."""
+        """What is there: logits ``(..., p²) -> (..., C)``."""
         return self.classifier(self.encoder(patches))
 
-    def classify_hard(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read the best-scoring patch only: ``logits (B, C)`` and its ``index (B,)``."""
-        glimpse, index = hard_attention(self.scores(patches), patches)  # (B, 1, p²), (B, 1)
+    def classify_hard(
+        self, patches: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best patch only: ``logits (B, C)``, ``index (B,)``."""
+        # (B, 1, p²), (B, 1)
+        glimpse, index = hard_attention(self.scores(patches), patches)
         return self.read(glimpse.squeeze(1)), index.squeeze(1)
 
-    def classify_soft(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode every patch, average the features: ``logits (B, C)``, ``weights (B, P)``."""
-        features = self.encoder(patches)  # (B, P, F): every patch is encoded
-        context, weights = soft_attention(self.scores(patches), features)  # (B, 1, F), (B, 1, P)
+    def classify_soft(
+        self, patches: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every patch encoded, then averaged: ``logits``, ``weights``."""
+        # (B, P, F): every patch is encoded
+        features = self.encoder(patches)
+        # (B, 1, F), (B, 1, P)
+        context, weights = soft_attention(self.scores(patches), features)
         return self.classifier(context.squeeze(1)), weights.squeeze(1)
 
-    def classify_pixels(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Average the raw patches, encode the average once: ``logits``, ``weights (B, P)``."""
-        glimpse, weights = soft_attention(self.scores(patches), patches)  # (B, 1, p²)
+    def classify_pixels(
+        self, patches: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw patches averaged, encoded once: ``logits``, ``weights``."""
+        # (B, 1, p²)
+        glimpse, weights = soft_attention(self.scores(patches), patches)
         return self.read(glimpse.squeeze(1)), weights.squeeze(1)
 
-    def classify_topk(self, patches: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Average the ``k`` best raw patches, encode once: ``logits``, ``weights (B, P)``."""
-        glimpse, weights = topk_attention(self.scores(patches), patches, k)  # (B, 1, p²)
+    def classify_topk(
+        self, patches: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` best patches averaged: ``logits``, ``weights``."""
+        # (B, 1, p²)
+        glimpse, weights = topk_attention(
+            self.scores(patches), patches, k
+        )
         return self.read(glimpse.squeeze(1)), weights.squeeze(1)
 
 
@@ -134,7 +159,9 @@ def soft_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
-def pixel_soft_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
+def pixel_soft_loss(
+    model: GlimpseClassifier, batch: Batch
+) -> torch.Tensor:
     """Soft attention over raw pixels: the loss of :meth:`GlimpseClassifier.classify_pixels`.
 
     The weighted average of the patches is encoded once, so the model costs what hard
@@ -145,7 +172,9 @@ def pixel_soft_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
-def topk_loss(model: GlimpseClassifier, batch: Batch, *, k: int = 2) -> torch.Tensor:
+def topk_loss(
+    model: GlimpseClassifier, batch: Batch, *, k: int = 2
+) -> torch.Tensor:
     """Top-k attention over raw pixels: the loss of :meth:`GlimpseClassifier.classify_topk`.
 
     Only the ``k`` chosen scores receive a gradient; ``k = 1`` is :func:`argmax_loss`.
@@ -192,16 +221,27 @@ def reinforce_loss(
         Tensor: the surrogate loss, a scalar (not the cross-entropy itself).
     """
     patches, labels = batch
-    glimpse, _, log_prob = sample_attention(model.scores(patches), patches, generator=generator)
-    loss = F.cross_entropy(model.read(glimpse.squeeze(1)), labels, reduction="none")  # (B,)
-    reward = -loss.detach()  # a number to the scorer: no gradient flows through it
+    glimpse, _, log_prob = sample_attention(
+        model.scores(patches), patches, generator=generator
+    )
+    # (B,)
+    loss = F.cross_entropy(
+        model.read(glimpse.squeeze(1)), labels, reduction="none"
+    )
+    # a number to the scorer: no gradient flows through it
+    reward = -loss.detach()
     advantage = reward
     if baseline:
         n = reward.numel()
         if n < 2:
-            raise ValueError("the leave-one-out baseline needs a batch of at least 2 images")
-        advantage = reward - (reward.sum() - reward) / (n - 1)  # r - b, b: the others' mean
-    # ∇ E[ℓ] ≈ ∇ℓ (encoder, classifier) - (r - b) ∇ log p(i) (scorer), r = -ℓ
+            raise ValueError(
+                "the leave-one-out baseline needs a batch of at least "
+                "2 images"
+            )
+        # r - b, b: the others' mean
+        advantage = reward - (reward.sum() - reward) / (n - 1)
+    # ∇ E[ℓ] ≈ ∇ℓ (encoder, classifier) - (r - b) ∇ log p(i) (scorer),
+    # with the reward r = -ℓ
     return (loss - advantage * log_prob.squeeze(1)).mean()
 
 
@@ -228,7 +268,9 @@ def gumbel_loss(
     """
     patches, labels = batch
     scores = model.scores(patches)  # (B, 1, P)
-    glimpse, _ = gumbel_softmax_attention(scores, patches, tau=tau, generator=generator)
+    glimpse, _ = gumbel_softmax_attention(
+        scores, patches, tau=tau, generator=generator
+    )
     return F.cross_entropy(model.read(glimpse.squeeze(1)), labels)
 
 
@@ -249,14 +291,19 @@ def expected_loss(model: GlimpseClassifier, batch: Batch) -> torch.Tensor:
     patches, labels = batch
     probs = masked_softmax(model.scores(patches)).squeeze(1)  # (B, P)
     logits = model.read(patches)  # (B, P, C): every patch is read
+    # (B, P): the loss if patch i were read
     per_patch = F.cross_entropy(
-        logits.transpose(1, 2), labels[:, None].expand(-1, patches.shape[1]), reduction="none"
-    )  # (B, P): the loss if patch i were read
+        logits.transpose(1, 2),
+        labels[:, None].expand(-1, patches.shape[1]),
+        reduction="none",
+    )
     return (probs * per_patch).sum(dim=-1).mean()
 
 
 def scorer_gradient(
-    model: GlimpseClassifier, loss_fn: Callable[[GlimpseClassifier, Batch], torch.Tensor], batch
+    model: GlimpseClassifier,
+    loss_fn: Callable[[GlimpseClassifier, Batch], torch.Tensor],
+    batch,
 ) -> torch.Tensor:
     """The gradient of ``loss_fn(model, batch)`` with respect to the scorer, as one vector.
 
@@ -275,7 +322,11 @@ def scorer_gradient(
 
 
 def glimpse_batches(
-    patches: torch.Tensor, labels: torch.Tensor, batch_size: int, *, seed: int = 0
+    patches: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    *,
+    seed: int = 0,
 ) -> Iterator[Batch]:
     """Endless random mini-batches of patches and labels, drawn with replacement (seeded).
 
@@ -299,7 +350,9 @@ def glimpse_batches(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     generator = torch.Generator().manual_seed(seed)
     while True:
-        chosen = torch.randint(len(patches), (batch_size,), generator=generator)
+        chosen = torch.randint(
+            len(patches), (batch_size,), generator=generator
+        )
         chosen = chosen.to(patches.device)
         yield patches[chosen], labels[chosen]
 
@@ -312,7 +365,8 @@ def glimpse_accuracy(
     where: torch.Tensor,
     *,
     soft: bool = False,
-    classify: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    classify: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    | None = None,
 ) -> tuple[float, float]:
     """How often the model names the digit, and how often its best score is the digit's patch.
 
@@ -334,5 +388,10 @@ def glimpse_accuracy(
         classify = model.classify_soft if soft else model.classify_hard
     logits, _ = classify(patches)
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
-    found = (model.scores(patches).squeeze(1).argmax(dim=-1) == where).float().mean().item()
+    found = (
+        (model.scores(patches).squeeze(1).argmax(dim=-1) == where)
+        .float()
+        .mean()
+        .item()
+    )
     return accuracy, found

@@ -131,22 +131,20 @@ class Seq2Seq(nn.Module):
         backward_states, _ = self.backward_gru(
             _gather_positions(embedded, reverse)
         )
-        backward_states = _gather_positions(
-            backward_states, reverse
-        )  # (B, S, M/2), in order
-        real = padding_mask(lengths, source.shape[1]).transpose(
-            1, 2
-        )  # (B, S, 1)
+        # (B, S, M/2), in order
+        backward_states = _gather_positions(backward_states, reverse)
+        # (B, S, 1)
+        real = padding_mask(lengths, source.shape[1]).transpose(1, 2)
+        # (B, S, M)
         memory = (
             torch.cat([forward_states, backward_states], dim=-1) * real
-        )  # (B, S, M)
+        )
         # each direction's last state: at the last character (forward), the first (backward)
         forward_last = _gather_positions(
             forward_states, lengths[:, None] - 1
         )[:, 0]  # (B, M/2)
-        summary = torch.cat(
-            [forward_last, backward_states[:, 0]], dim=-1
-        )  # (B, M)
+        # (B, M)
+        summary = torch.cat([forward_last, backward_states[:, 0]], dim=-1)
         return memory, summary
 
     def decode(
@@ -174,16 +172,15 @@ class Seq2Seq(nn.Module):
             state :math:`(1, B, Hd)`.
         """
         embedded = self.target_embed(tokens)  # (B, T, embed_dim)
+        # (B, T, M)
         summary_each_step = summary.unsqueeze(1).expand(
             -1, tokens.shape[1], -1
-        )  # (B, T, M)
+        )
         if hidden is None:
-            hidden = torch.tanh(self.init_state(summary)).unsqueeze(
-                0
-            )  # (1, B, Hd)
-        inputs = torch.cat(
-            [embedded, summary_each_step], dim=-1
-        )  # both models see the summary
+            # (1, B, Hd)
+            hidden = torch.tanh(self.init_state(summary)).unsqueeze(0)
+        # both models see the summary
+        inputs = torch.cat([embedded, summary_each_step], dim=-1)
         states, hidden = self.decoder(inputs, hidden)  # (B, T, Hd)
         if (
             self.score is None
@@ -191,15 +188,12 @@ class Seq2Seq(nn.Module):
             context, weights = summary_each_step, None
         else:
             # attention: every decoder state queries every encoder state
-            scores = self.score(
-                states, memory
-            )  # (B, T, S) = wᵀ tanh(W_q s_t + W_k h_j)
-            context, weights = soft_attention(
-                scores, memory, mask=mask
-            )  # (B, T, M)
-        logits = self.out(
-            torch.cat([states, context], dim=-1)
-        )  # (B, T, V)
+            # (B, T, S) = wᵀ tanh(W_q s_t + W_k h_j)
+            scores = self.score(states, memory)
+            # (B, T, M)
+            context, weights = soft_attention(scores, memory, mask=mask)
+        # (B, T, V)
+        logits = self.out(torch.cat([states, context], dim=-1))
         return logits, weights, hidden
 
     def forward(
@@ -230,9 +224,8 @@ class Seq2Seq(nn.Module):
                 "give exactly one of targets (teacher forcing) and n_steps"
             )
         memory, summary = self.encode(source, lengths)
-        mask = padding_mask(
-            lengths, source.shape[1]
-        )  # (B, 1, S): True on real characters
+        # (B, 1, S): True on real characters
+        mask = padding_mask(lengths, source.shape[1])
         bos = torch.full_like(lengths, self.bos_id).unsqueeze(1)  # (B, 1)
         if (
             targets is not None
@@ -252,9 +245,10 @@ class Seq2Seq(nn.Module):
             all_logits.append(logits)
             all_weights.append(weights)
             token = logits.argmax(dim=-1)  # (B, 1)
+        # (B, T, S)
         weights = (
             None if self.score is None else torch.cat(all_weights, dim=1)
-        )  # (B, T, S)
+        )
         return torch.cat(all_logits, dim=1), weights  # (B, T, V)
 
 
