@@ -51,6 +51,14 @@ def count_rounding_down(n_queries, n_keys, *, block_m, block_n, causal):
     return (n_queries // block_m) * (n_keys // block_n)
 
 
+def count_floor_in_the_loop(n_queries, n_keys, *, block_m, block_n, causal):
+    total = 0
+    for start_m in range(0, n_queries, block_m):
+        stop = min(start_m + block_m, n_queries, n_keys) if causal else n_keys
+        total += stop // block_n  # floor instead of ceil
+    return total
+
+
 def count_padding_queries_too(n_queries, n_keys, *, block_m, block_n, causal):
     total = 0
     for start_m in range(0, n_queries, block_m):
@@ -105,6 +113,7 @@ def test_count_reference_passes(capsys):
     [
         (count_ignoring_causal, "skips the key blocks that lie entirely above the diagonal"),
         (count_rounding_down, "round up, as triton.cdiv does"),
+        (count_floor_in_the_loop, "Round up: triton.cdiv(stop, block_n)"),
         (count_padding_queries_too, "padding queries of the last block"),
         (count_unmasked_only, "masked blocks (on the diagonal, and the ragged last block)"),
         (lambda *a, **k: 10.0, "should be an int, got float"),
@@ -114,6 +123,7 @@ def test_count_reference_passes(capsys):
     ids=[
         "no-causal-skip",
         "round-down",
+        "floor-in-the-loop",
         "padding-queries",
         "unmasked-only",
         "float",

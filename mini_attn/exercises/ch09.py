@@ -118,8 +118,18 @@ def check_count_key_blocks(fn) -> None:
             hints += _causal_hints(n_queries, n_keys, block_m, block_n)
         hints.append((
             _count_tiles(n_queries, n_keys, block_m, block_n, causal, unmasked_only=True),
-            "you counted only the blocks without a mask; the masked blocks (on the diagonal, "
-            "and the ragged last block) are loaded too.",
+            "you counted only the blocks without a mask, or rounded down with //: the "
+            "masked blocks (on the diagonal, and the ragged last block) are loaded too. "
+            "Round up: triton.cdiv(stop, block_n).",
+        ))  # fmt: skip
+        floor_loop = sum(
+            (min(m + block_m, n_queries, n_keys) if causal else n_keys) // block_n
+            for m in range(0, n_queries, block_m)
+        )
+        hints.append((  # the loop of the solution with // instead of a ceiling
+            floor_loop,
+            "you rounded each query block's key blocks down (stop // block_n): a ragged "
+            "last key block is still loaded, masked. Round up: triton.cdiv(stop, block_n).",
         ))  # fmt: skip
         hints.append(
             (math.ceil(n_keys / block_n), "count the key blocks of every program, not of one.")
