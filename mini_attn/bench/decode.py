@@ -6,8 +6,8 @@ token: a single query against every cached key and value. Its FLOPs are ``1/L`` 
 prefill's while it still reads all of ``K`` and ``V``, so its arithmetic intensity is
 about ``2 / element_size`` FLOPs per byte whatever ``S`` is, far below any device's ridge
 point: a decode step is bound by memory traffic. :func:`measure_decode` times that step
-the way :mod:`~mini_attn.bench.sweep` times prefill, and records ``flops_per_byte`` and
-the bandwidth it reached (``gbs``) beside the time.
+the way the sweep (:func:`~mini_attn.bench.run_bench`) times prefill, and records
+``flops_per_byte`` and the bandwidth it reached (``gbs``) beside the time.
 
 The last position sees every key, so a causal decode step is the same computation as a
 non-causal one (bottom-right alignment); the step is timed without a mask.
