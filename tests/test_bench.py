@@ -16,7 +16,7 @@ import torch
 
 import mini_attn as ma
 from mini_attn import bench
-from mini_attn.bench import decode, machine, methods, sweep
+from mini_attn.bench import decode, machine, measure, methods, sweep
 from mini_attn.bench.methods import Method
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
@@ -433,7 +433,7 @@ def test_the_record_times_a_decode_step_per_configuration(tiny):
 def test_a_decode_step_is_the_last_row_of_causal_attention():
     """Why a decode step is timed without a mask: the last query sees every key."""
     sizes = _sizes(batch=2, heads=3)
-    q1, k, v = decode.decode_inputs(sizes, 7, 8, torch.float64, torch.device("cpu"))
+    q1, k, v = measure.seeded_inputs(sizes, 1, 7, 8, torch.float64, torch.device("cpu"), 0)
     q = torch.cat([torch.randn(2, 3, 6, 8, dtype=torch.float64), q1], dim=-2)
     causal = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
     for name in ("naive", "tiled", "sdpa-math"):

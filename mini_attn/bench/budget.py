@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from ..tools.flops import attention_bytes, attention_flops
 from .decode import NOT_MEASURED
+from .measure import intensity
 from .methods import MATERIALIZING
 from .sweep import DTYPES, SweepSizes
 
@@ -39,15 +39,11 @@ def _call_seconds(sizes: SweepSizes, method: str, dtype: str, head_dim: int, seq
                   n_queries: int | None = None):  # fmt: skip
     """One call's estimated seconds and least bytes: prefill, or a decode step (1 query)."""
     n_queries = seq_len if n_queries is None else n_queries
-    shape = (sizes.batch, sizes.heads, n_queries, seq_len, head_dim)
     peaks = H100_SXM["tflops"]
     peak = peaks["tf32" if method == "triton" and dtype == "float32" else dtype] * 1e12
-    moved = attention_bytes(
-        *shape, element_size=DTYPES[dtype].itemsize, materialized=method in MATERIALIZING
-    )
+    flops, moved = intensity(sizes, n_queries, seq_len, head_dim, DTYPES[dtype].itemsize, method)
     device = max(
-        attention_flops(*shape, causal=sizes.causal and n_queries > 1)
-        / (_COMPUTE_EFFICIENCY * peak),
+        flops / (_COMPUTE_EFFICIENCY * peak),
         moved / (_MEMORY_EFFICIENCY * H100_SXM["bandwidth_tbs"] * 1e12),
     )
     launches = 4 * math.ceil(seq_len / sizes.block_size) if method == "tiled" else 4

@@ -20,62 +20,15 @@ import gc
 
 import torch
 
-from ..tools.flops import attention_bytes, attention_flops
-from .measure import _run_one, _sig
-from .methods import MATERIALIZING, classify, make_method
+from .measure import _run_one, _sig, intensity, seeded_inputs
+from .methods import classify, make_method
 
-__all__ = ["decode_inputs", "intensity", "measure_decode"]
+__all__ = ["measure_decode"]
 
 #: methods whose decode step is not measured, and why
 NOT_MEASURED = {
     "naive-compiled": "torch.compile specialises a length of 1: a new compilation, not timed",
 }
-
-
-def decode_inputs(sizes, seq_len: int, head_dim: int, dtype: torch.dtype, device):
-    """Seeded ``q (B, H, 1, D)``, ``k`` and ``v (B, H, S, D)``: one step against a cache.
-
-    Args:
-        sizes (SweepSizes): the batch ``B`` and heads ``H``.
-        seq_len (int): ``S``, the cached keys.
-        head_dim (int): ``D``.
-        dtype (torch.dtype): the inputs' dtype.
-        device (torch.device): where they live.
-
-    Returns:
-        tuple of Tensor: ``(q, k, v)``.
-
-    Shape legend:
-
-    - ``B``: batch
-    - ``H``: heads
-    - ``S``: cached keys
-    - ``D``: head size
-    """
-    generator = torch.Generator(device=device).manual_seed(seq_len * 1000 + head_dim + 7)
-    shapes = [(sizes.batch, sizes.heads, n, head_dim) for n in (1, seq_len, seq_len)]
-    return [torch.randn(s, generator=generator, device=device).to(dtype) for s in shapes]
-
-
-def intensity(sizes, n_queries: int, seq_len: int, head_dim: int, element_size: int, method):
-    """``(flops, bytes)`` of one call: :func:`attention_flops` and :func:`attention_bytes`.
-
-    Args:
-        sizes (SweepSizes): the batch, the heads and ``causal``.
-        n_queries (int): ``L``: ``S`` for prefill, 1 for a decode step.
-        seq_len (int): ``S``.
-        head_dim (int): ``D``.
-        element_size (int): bytes per element.
-        method (str): the method (a materializing one moves the scores too).
-
-    Returns:
-        tuple of int: the FLOPs and the least bytes moved.
-    """
-    shape = (sizes.batch, sizes.heads, n_queries, seq_len, head_dim)
-    causal = sizes.causal and n_queries > 1  # the last query sees every key
-    flops = attention_flops(*shape, causal=causal)
-    moved = attention_bytes(*shape, element_size=element_size, materialized=method in MATERIALIZING)
-    return flops, moved
 
 
 def measure_decode(sizes, dtype: torch.dtype, head_dim: int, name: str, seq_len: int, device):
@@ -101,7 +54,9 @@ def measure_decode(sizes, dtype: torch.dtype, head_dim: int, name: str, seq_len:
         return {**entry, "status": "skipped", "note": NOT_MEASURED[name]}
     q = k = v = None
     try:
-        q, k, v = decode_inputs(sizes, seq_len, head_dim, dtype, device)
+        # a seed of its own: the decode query is not the prefill's first row
+        seed = seq_len * 1000 + head_dim + 7
+        q, k, v = seeded_inputs(sizes, 1, seq_len, head_dim, dtype, device, seed)
         method = make_method(name, causal=False, block_size=sizes.block_size)
         entry.update(_run_one(method, q, k, v, device=device, warmup=sizes.warmup,
                               repeats=sizes.repeats))  # fmt: skip

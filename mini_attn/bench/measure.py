@@ -1,4 +1,4 @@
-"""One configuration timed: first call, timed runs, host cost, peak memory.
+"""One configuration: its seeded inputs, its FLOPs and bytes, and its timing.
 
 What the sweep (:mod:`~mini_attn.bench.sweep`) and the decode steps
 (:mod:`~mini_attn.bench.decode`) both measure, the same way.
@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from ..tools.flops import attention_bytes, attention_flops
 from ..tools.memory import measure_peak_memory
 from ..tools.timing import (
     Timing,
@@ -18,9 +19,9 @@ from ..tools.timing import (
     time_function,
     unsynchronized_times,
 )
-from .methods import Method
+from .methods import MATERIALIZING, Method
 
-__all__: list[str] = []
+__all__ = ["intensity", "seeded_inputs"]
 
 
 def _sig(x: float) -> float:
@@ -67,3 +68,52 @@ def _run_one(method: Method, q, k, v, *, device, warmup: int, repeats: int) -> d
         "host_ms": _sig(Timing(tuple(host)).median * 1e3),
         "peak_memory_bytes": int(peak),
     }
+
+
+def seeded_inputs(sizes, n_queries: int, seq_len: int, head_dim: int, dtype, device, seed: int):
+    """Seeded ``q (B, H, L, D)``, ``k`` and ``v (B, H, S, D)`` in ``dtype``.
+
+    Args:
+        sizes (SweepSizes): the batch ``B`` and heads ``H``.
+        n_queries (int): ``L``: ``S`` for prefill, 1 for a decode step.
+        seq_len (int): ``S``.
+        head_dim (int): ``D``.
+        dtype (torch.dtype): the inputs' dtype (drawn in float32, then converted).
+        device (torch.device): where they live.
+        seed (int): the generator's seed.
+
+    Returns:
+        list of Tensor: ``[q, k, v]``.
+
+    Shape legend:
+
+    - ``B``: batch
+    - ``H``: heads
+    - ``L``: queries
+    - ``S``: keys
+    - ``D``: head size
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    shapes = [(sizes.batch, sizes.heads, n, head_dim) for n in (n_queries, seq_len, seq_len)]
+    return [torch.randn(s, generator=generator, device=device).to(dtype) for s in shapes]
+
+
+def intensity(sizes, n_queries: int, seq_len: int, head_dim: int, element_size: int, method):
+    """``(flops, bytes)`` of one call: :func:`attention_flops` and :func:`attention_bytes`.
+
+    Args:
+        sizes (SweepSizes): the batch, the heads and ``causal``.
+        n_queries (int): ``L``: ``S`` for prefill, 1 for a decode step.
+        seq_len (int): ``S``.
+        head_dim (int): ``D``.
+        element_size (int): bytes per element.
+        method (str): the method (a materializing one moves the scores too).
+
+    Returns:
+        tuple of int: the FLOPs and the least bytes moved.
+    """
+    shape = (sizes.batch, sizes.heads, n_queries, seq_len, head_dim)
+    causal = sizes.causal and n_queries > 1  # the last query sees every key
+    flops = attention_flops(*shape, causal=causal)
+    moved = attention_bytes(*shape, element_size=element_size, materialized=method in MATERIALIZING)
+    return flops, moved

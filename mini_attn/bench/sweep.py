@@ -29,9 +29,9 @@ from ..tools.timing import (
     sync_demo,
     synchronizer,
 )
-from .decode import intensity, measure_decode
+from .decode import measure_decode
 from .machine import available_memory, device_info, load_average, versions
-from .measure import _run_one, _sig
+from .measure import _run_one, _sig, intensity, seeded_inputs
 from .methods import DEFAULT_METHODS, MATERIALIZING, METHODS, Method, classify, make_method
 from .records import SCHEMA, write_record
 
@@ -123,11 +123,9 @@ PRESETS = {
 
 
 def _inputs(sizes: SweepSizes, seq_len: int, head_dim: int, dtype: str, device):
-    generator = torch.Generator(device=device).manual_seed(seq_len * 1000 + head_dim)
-    shape = (sizes.batch, sizes.heads, seq_len, head_dim)  # (B, H, L, D)
-    return [
-        torch.randn(shape, generator=generator, device=device).to(DTYPES[dtype]) for _ in range(3)
-    ]
+    """Prefill's seeded inputs, ``(B, H, L, D)`` with ``L = S``."""
+    seed = seq_len * 1000 + head_dim
+    return seeded_inputs(sizes, seq_len, seq_len, head_dim, DTYPES[dtype], device, seed)
 
 
 def _ceilings(device: torch.device, dtypes: Sequence[str], tiny: bool) -> dict:
