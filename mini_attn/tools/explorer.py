@@ -77,6 +77,16 @@ def _check_inputs(weights, tokens, key_tokens, titles):
     )
 
 
+def _cells(fig, cells, box, colours):
+    """Coloured unit cells from ``cells`` and a red outline from ``box``; the cells' renderer."""
+    renderer = fig.rect(
+        "x", "y", 1, 1, source=cells, line_color=None,
+        fill_color={"field": "w", "transform": colours},
+    )  # fmt: skip
+    fig.rect("x", "y", "width", 1, source=box, fill_alpha=0, line_color="red", line_width=2)
+    return renderer
+
+
 class AttentionExplorer(InteractiveFigure):
     """An interactive view of attention weights; see :func:`~mini_attn.attention_explorer`.
 
@@ -192,14 +202,7 @@ class AttentionExplorer(InteractiveFigure):
         heat = self._figure(
             "heat", width, max(260, cell * n_queries + 130), y_range, src, tickers_x
         )
-        cells = heat.rect(
-            "x", "y", 1, 1, source=src["cells"], line_color=None,
-            fill_color={"field": "w", "transform": colours},
-        )  # fmt: skip
-        heat.rect(
-            "x", "y", "width", 1, source=src["outline"], fill_alpha=0, line_color="red",
-            line_width=2,
-        )  # fmt: skip
+        cells = _cells(heat, src["cells"], src["outline"], colours)
         ticker_y = FixedTicker(ticks=list(range(len(self.queries[0]))))
         heat.yaxis.ticker = ticker_y
         heat.yaxis.formatter = CustomJSTickFormatter(args={"src": src["qlabels"]}, code=_LABELS)
@@ -230,14 +233,7 @@ class AttentionExplorer(InteractiveFigure):
             return None
         y_range = Range1d(n_heads - 0.5, -0.5)
         heads = self._figure("heads", width, max(200, 18 * n_heads + 130), y_range, src, tickers_x)
-        renderer = heads.rect(
-            "x", "y", 1, 1, source=src["per_head"], line_color=None,
-            fill_color={"field": "w", "transform": colours},
-        )  # fmt: skip
-        heads.rect(
-            "x", "y", "width", 1, source=src["head_box"], fill_alpha=0, line_color="red",
-            line_width=2,
-        )  # fmt: skip
+        renderer = _cells(heads, src["per_head"], src["head_box"], colours)
         heads.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
         heads.yaxis.axis_label = "head"
         heads.add_tools(
