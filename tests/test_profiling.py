@@ -90,7 +90,10 @@ def test_cpu_peak_memory_of_naive_attention_is_quadratic():
     print(f"L = S = 1024: naive {half / 2**20:.1f} MiB")
     assert naive >= 2048 * 2048 * 4  # at least one float32 L × S matrix: 16 MiB
     assert naive >= 3 * half  # twice the length, about four times the memory
-    assert tiled < naive / 4  # the tiled version never holds the L × S scores
+    # The tiled version never holds the L × S scores: under one float32 L × S matrix. (Its
+    # peak is a few 2048 × 128 blocks plus what the allocator keeps: 9.1 MiB on CI, so a
+    # tighter bound than this one would test the allocator, not the algorithm.)
+    assert tiled < 2048 * 2048 * 4
 
 
 @CUDA
