@@ -97,6 +97,66 @@ def test_first_view_shows_layer_0_head_0(examples):
     np.testing.assert_allclose(per_head["w"], weights[0][0, :, 0].numpy().ravel(), rtol=1e-7)
 
 
+def _models(figure, kind: str) -> list[dict]:
+    """The attributes of every model of type ``kind`` (``"Slider"``, ...) in the document."""
+    (document,) = figure.embedded_documents().values()
+    return [o["attributes"] for o in _objects(document) if o["name"] == kind]
+
+
+def test_the_initial_state_is_what_is_shown(examples):
+    weights, queries, keys = examples
+    fig = attention_explorer(
+        weights, queries, key_tokens=keys, titles=["one", "two"], example=1, layer=2, head=3
+    )
+    chosen = weights[1][2, 3].numpy()  # example 1, layer 2, head 3
+    cells = _data(fig, "cells")
+    shown = np.zeros(chosen.shape)
+    shown[cells["y"].astype(int), cells["x"].astype(int)] = cells["w"]
+    np.testing.assert_array_equal(shown, chosen)
+    assert [str(t) for t in cells["q"]] == [q for q in queries[1] for _ in keys[1]]
+    np.testing.assert_array_equal(_data(fig, "row")["w"], chosen[0])  # the first query
+    per_head = _data(fig, "per_head")  # the first query in every head of layer 2
+    np.testing.assert_array_equal(per_head["w"], weights[1][2, :, 0].numpy().ravel())
+    assert _data(fig, "head_box")["y"].tolist() == [3]
+    assert _data(fig, "state")["example"].tolist() == [1]  # what the JavaScript starts from
+    sliders = {a["name"]: a["value"] for a in _models(fig, "Slider")}
+    assert sliders == {"layer_slider": 2, "head_slider": 3}
+    assert [a["value"] for a in _models(fig, "Select")] == ["two"]
+    assert "two: layer 2, head 3" in [a.get("text") for a in _models(fig, "Title")]
+    static = fig._draw_static().axes[0]  # the image shown without JavaScript
+    np.testing.assert_array_equal(static.images[0].get_array(), chosen)
+    assert static.get_title() == "two: layer 2, head 3"
+    assert [t.get_text() for t in static.get_yticklabels()] == queries[1]
+
+
+def test_colour_scale_shared_or_per_head(examples):
+    weights, queries, keys = examples
+    largest = max(w.max().item() for w in weights)
+    shared = attention_explorer(weights, queries, key_tokens=keys, layer=1, head=2)
+    assert [a["high"] for a in _models(shared, "LinearColorMapper")] == [pytest.approx(largest)]
+    assert [a["title"] for a in _models(shared, "ColorBar")] == [
+        "weight (one scale for the whole figure)"
+    ]
+    assert _meta(shared)["scale"] == "shared"
+    fixed = attention_explorer(weights, queries, key_tokens=keys, vmax=0.5)
+    assert [a["high"] for a in _models(fixed, "LinearColorMapper")] == [0.5]
+
+    own = attention_explorer(weights, queries, key_tokens=keys, layer=1, head=2, vmax="head")
+    heat_top = weights[0][1, 2].max().item()  # the shown head's largest weight
+    panel_top = weights[0][1, :, 0].max().item()  # the per-head panel's: query 0, layer 1
+    highs = [a["high"] for a in _models(own, "LinearColorMapper")]
+    assert highs == [pytest.approx(heat_top), pytest.approx(panel_top)]
+    assert [a["title"] for a in _models(own, "ColorBar")] == [
+        "weight (0 to this head's largest)",
+        "weight (0 to this panel's largest)",
+    ]
+    assert _meta(own)["scale"] == "head"  # the JavaScript rescales on every change
+    ends = [a.get("end") for a in _models(own, "Range1d") if a.get("start", 0) == 0]
+    assert pytest.approx(1.02 * heat_top) in ends  # the bars' axis follows the head
+    static = own._draw_static().axes[0]
+    assert static.images[0].get_clim() == pytest.approx((0.0, heat_top))
+
+
 def test_self_attention_defaults_and_one_head():
     w = torch.softmax(torch.randn(1, 1, 4, 4), dim=-1)
     fig = attention_explorer(w, ["[CLS]", "a", "b", "[SEP]"])
@@ -174,6 +234,27 @@ def test_two_builds_write_the_same_bytes(examples):
 def test_bad_input_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "start, message",
+    [
+        ({"example": 2}, r"example must be an integer from 0 to 1 \(2 examples given\), got 2"),
+        ({"example": -1}, "example must be an integer from 0 to 1"),
+        ({"layer": 3}, r"layer must be an integer from 0 to 2 \(3 layers given\), got 3"),
+        ({"head": 4}, r"head must be an integer from 0 to 3 \(4 heads given\), got 4"),
+        ({"head": 1.0}, "head must be an integer .*, got 1.0"),
+        ({"layer": True}, "layer must be an integer .*, got True"),
+        ({"head": "0"}, "head must be an integer .*, got '0'"),
+        ({"vmax": "max"}, "vmax must be None, \"head\" or a positive number, got 'max'"),
+        ({"vmax": 0.0}, "vmax must be"),
+        ({"vmax": float("nan")}, "vmax must be"),
+    ],
+)
+def test_bad_start_or_scale_is_refused(examples, start, message):
+    weights, queries, keys = examples
+    with pytest.raises(ValueError, match=message):
+        attention_explorer(weights, queries, key_tokens=keys, **start)
 
 
 def test_slider_figure_embeds_every_row():

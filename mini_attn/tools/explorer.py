@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from .._validation import fmt_shape
+from .explorer_checks import check_inputs, check_start, check_vmax
 from .explorer_js import HOVER, REDRAW
 from .interactive import InteractiveFigure
 
@@ -22,59 +21,6 @@ _CELL = 24  # pixels per token in the heat maps, at most
 _WIDTH = 720  # pixels: the book's text column is about 750 wide
 # a tick's label: the token at that position of the current example (integer ticks only)
 _LABELS = "const t = Math.round(tick); return t === tick ? (src.data.t[t] ?? '') : '';"
-
-
-def _as_array(weights, index: int | None) -> np.ndarray:
-    name = "weights" if index is None else f"weights[{index}]"
-    if isinstance(weights, torch.Tensor):
-        weights = weights.detach().to("cpu", torch.float32).numpy()
-    array = np.asarray(weights, dtype=np.float32)
-    if array.ndim != 4:
-        raise ValueError(
-            f"{name} must have shape (layers, heads, L, S), got {fmt_shape(array.shape)}; "
-            "for one matrix use weights[None, None]"
-        )
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} has NaN or infinite entries")
-    return array
-
-
-def _check_inputs(weights, tokens, key_tokens, titles):
-    """Normalise to lists of examples (weights, query tokens, key tokens, titles) and check."""
-    if isinstance(weights, (torch.Tensor, np.ndarray)):
-        weights, tokens = [weights], [tokens]
-        key_tokens = None if key_tokens is None else [key_tokens]
-        arrays = [_as_array(weights[0], None)]
-    else:
-        arrays = [_as_array(w, n) for n, w in enumerate(weights)]
-    if len(arrays) == 0:
-        raise ValueError("weights is empty: give at least one (layers, heads, L, S) tensor")
-    key_tokens = tokens if key_tokens is None else key_tokens
-    titles = [f"example {n + 1}" for n in range(len(arrays))] if titles is None else titles
-    for name, given in (("tokens", tokens), ("key_tokens", key_tokens), ("titles", titles)):
-        if len(given) != len(arrays):
-            raise ValueError(f"{name} has {len(given)} entries for {len(arrays)} examples")
-    if len(set(titles)) != len(titles):
-        raise ValueError(f"titles must be distinct, got {list(titles)}")
-    first = arrays[0].shape[:2]
-    for n, (array, queries, keys) in enumerate(zip(arrays, tokens, key_tokens, strict=True)):
-        layers, heads, n_queries, n_keys = array.shape
-        if (layers, heads) != first:
-            raise ValueError(
-                f"every example needs the same layers and heads: weights[0] has {first}, "
-                f"weights[{n}] has {(layers, heads)}"
-            )
-        if len(queries) != n_queries or len(keys) != n_keys:
-            raise ValueError(
-                f"example {n}: weights {fmt_shape(array.shape)} needs {n_queries} query tokens "
-                f"and {n_keys} key tokens, got {len(queries)} and {len(keys)}"
-            )
-    return (
-        arrays,
-        [[str(t) for t in q] for q in tokens],
-        [[str(t) for t in k] for k in key_tokens],
-        [str(t) for t in titles],
-    )
 
 
 def _cells(fig, cells, box, colours):
@@ -95,14 +41,30 @@ class AttentionExplorer(InteractiveFigure):
         queries (list of list of str): the query tokens of each example.
         keys (list of list of str): the key tokens of each example.
         titles (list of str): the name of each example.
+        start (tuple of int): the ``(example, layer, head)`` shown first.
+        vmax (float or None): the top of the colour scale shared by every head; None when
+            each head has its own (``vmax="head"``).
     """
 
     kind = "attention explorer"
 
-    def __init__(self, weights, queries, keys, titles, *, query_label, key_label, vmax):
+    def __init__(
+        self, weights, queries, keys, titles, *, query_label, key_label, vmax, start=(0, 0, 0)
+    ):
         self.weights, self.queries, self.keys, self.titles = weights, queries, keys, titles
         self.query_label, self.key_label = query_label, key_label
-        self.vmax = float(max(w.max() for w in weights)) if vmax is None else float(vmax)
+        self.start = start  # the (example, layer, head) shown first
+        self.per_head = vmax == "head"  # each head's own colour scale
+        largest = float(max(w.max() for w in weights))
+        self.vmax = None if self.per_head else largest if vmax is None else float(vmax)
+        shared = "weight (one scale for the whole figure)"
+        self.scale_label = "weight (0 to this head's largest)" if self.per_head else shared
+
+    def _top(self, example: int, layer: int, head: int) -> float:
+        """The weight drawn brightest when this head is shown (1 for an all-zero head)."""
+        if not self.per_head:
+            return self.vmax
+        return float(self.weights[example][layer, head].max()) or 1.0
 
     @property
     def embedded_weights(self) -> np.ndarray:
@@ -148,14 +110,16 @@ class AttentionExplorer(InteractiveFigure):
         from bokeh.models import ColumnDataSource
 
         layers, n_heads = self.weights[0].shape[:2]
-        view = self._view(0, 0, 0, 0)  # what the page shows first: drawn without JavaScript
+        example = self.start[0]
+        # what the page shows first, drawn without JavaScript
+        view = self._view(*self.start, 0)
         src = {name: ColumnDataSource(view[name], name=name) for name in view}
         src["row_source"] = src.pop("row")
         src.update(
             store=ColumnDataSource({"w": self.embedded_weights}, name="weights"),
-            state=ColumnDataSource({"example": [0], "query": [0]}),
-            qlabels=ColumnDataSource({"t": self.queries[0]}),
-            klabels=ColumnDataSource({"t": self.keys[0]}),
+            state=ColumnDataSource({"example": [example], "query": [0]}, name="state"),
+            qlabels=ColumnDataSource({"t": self.queries[example]}),
+            klabels=ColumnDataSource({"t": self.keys[example]}),
             meta={
                 "titles": self.titles,
                 "queries": self.queries,
@@ -165,6 +129,7 @@ class AttentionExplorer(InteractiveFigure):
                 "offsets": np.cumsum([0] + [w.size for w in self.weights[:-1]]).tolist(),
                 "layers": layers,
                 "heads": n_heads,
+                "scale": "head" if self.per_head else "shared",
             },
         )
         return src
@@ -174,16 +139,17 @@ class AttentionExplorer(InteractiveFigure):
         from bokeh.models import CustomJSTickFormatter, FixedTicker, Range1d
         from bokeh.plotting import figure
 
+        n_keys = len(self.keys[self.start[0]])
         fig = figure(
             width=width,
             height=height,
-            x_range=Range1d(-0.5, len(self.keys[0]) - 0.5),
+            x_range=Range1d(-0.5, n_keys - 0.5),
             y_range=y_range,
             tools="",
-            title=self._titles(0, 0, 0, 0)[name],
+            title=self._titles(*self.start, 0)[name],
             name=name,
         )
-        ticker = FixedTicker(ticks=list(range(len(self.keys[0]))))
+        ticker = FixedTicker(ticks=list(range(n_keys)))
         tickers_x.append(ticker)
         fig.xaxis.ticker = ticker
         fig.xaxis.formatter = CustomJSTickFormatter(args={"src": src["klabels"]}, code=_LABELS)
@@ -198,25 +164,25 @@ class AttentionExplorer(InteractiveFigure):
         from bokeh.models import ColorBar, CustomJSTickFormatter, FixedTicker, Range1d
 
         n_queries = max(len(q) for q in self.queries)
-        y_range = Range1d(len(self.queries[0]) - 0.5, -0.5)
+        shown = len(self.queries[self.start[0]])
+        y_range = Range1d(shown - 0.5, -0.5)
         heat = self._figure(
             "heat", width, max(260, cell * n_queries + 130), y_range, src, tickers_x
         )
         cells = _cells(heat, src["cells"], src["outline"], colours)
-        ticker_y = FixedTicker(ticks=list(range(len(self.queries[0]))))
+        ticker_y = FixedTicker(ticks=list(range(shown)))
         heat.yaxis.ticker = ticker_y
         heat.yaxis.formatter = CustomJSTickFormatter(args={"src": src["qlabels"]}, code=_LABELS)
         heat.yaxis.axis_label = self.query_label
-        heat.add_layout(
-            ColorBar(color_mapper=colours, title="weight (one scale for every head)"), "right"
-        )
+        heat.add_layout(ColorBar(color_mapper=colours, title=self.scale_label), "right")
         return heat, cells, ticker_y
 
     def _bars(self, src: dict, width: int, tickers_x: list):
         """The hovered query's weights over the keys, the exact weight on hover."""
         from bokeh.models import HoverTool, Range1d
 
-        bars = self._figure("bars", width, 230, Range1d(0, 1.02 * self.vmax), src, tickers_x)
+        top = 1.02 * self._top(*self.start)
+        bars = self._figure("bars", width, 230, Range1d(0, top), src, tickers_x)
         renderer = bars.vbar("x", 0.8, "w", source=src["row_source"], color="#3b528b")
         bars.yaxis.axis_label = "weight"
         bars.add_tools(
@@ -225,8 +191,12 @@ class AttentionExplorer(InteractiveFigure):
         return bars
 
     def _heads(self, src: dict, width: int, colours, tickers_x: list):
-        """Every head's weights for the hovered query (None for a single head)."""
-        from bokeh.models import FixedTicker, HoverTool, Range1d
+        """Every head's weights for the hovered query (None for a single head).
+
+        With a colour scale per head (``vmax="head"``), ``colours`` is this panel's own,
+        its top the largest weight the panel shows, and it gets its own colour bar.
+        """
+        from bokeh.models import ColorBar, FixedTicker, HoverTool, Range1d
 
         n_heads = self.weights[0].shape[1]
         if n_heads == 1:
@@ -236,6 +206,9 @@ class AttentionExplorer(InteractiveFigure):
         renderer = _cells(heads, src["per_head"], src["head_box"], colours)
         heads.yaxis.ticker = FixedTicker(ticks=list(range(n_heads)))
         heads.yaxis.axis_label = "head"
+        if self.per_head:
+            title = "weight (0 to this panel's largest)"
+            heads.add_layout(ColorBar(color_mapper=colours, title=title), "right")
         heads.add_tools(
             HoverTool(
                 renderers=[renderer],
@@ -250,32 +223,40 @@ class AttentionExplorer(InteractiveFigure):
         from bokeh.palettes import Viridis256
 
         layers, n_heads = self.weights[0].shape[:2]
+        e, layer, head = self.start
         n_keys = max(len(k) for k in self.keys)
         src = self._sources()
-        colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self.vmax)
+        colours = LinearColorMapper(palette=Viridis256, low=0.0, high=self._top(*self.start))
+        head_colours = colours
+        if self.per_head:  # the per-head panel's own scale: its largest weight
+            top = float(self.weights[e][layer, :, 0].max()) or 1.0
+            head_colours = LinearColorMapper(palette=Viridis256, low=0.0, high=top)
         cell = max(12, min(_CELL, (_WIDTH - 160) // n_keys))  # long inputs: smaller cells
         width = max(320, cell * n_keys + 160)
         tickers_x = []
         heat, cells_renderer, ticker_y = self._heat(src, width, cell, colours, tickers_x)
         bars = self._bars(src, width, tickers_x)
-        heads = self._heads(src, width, colours, tickers_x)
+        heads = self._heads(src, width, head_colours, tickers_x)
 
         example = Select(
-            title="example", value=self.titles[0], options=self.titles, visible=len(self.titles) > 1
+            title="example", value=self.titles[e], options=self.titles, visible=len(self.titles) > 1
         )
         layer_slider = Slider(
-            title="layer", start=0, end=max(layers - 1, 1), value=0, step=1, visible=layers > 1
-        )
+            title="layer", start=0, end=max(layers - 1, 1), value=layer, step=1,
+            visible=layers > 1, name="layer_slider",
+        )  # fmt: skip
         head_slider = Slider(
-            title="head", start=0, end=max(n_heads - 1, 1), value=0, step=1, visible=n_heads > 1
-        )
+            title="head", start=0, end=max(n_heads - 1, 1), value=head, step=1,
+            visible=n_heads > 1, name="head_slider",
+        )  # fmt: skip
         redraw = CustomJS(
             args=dict(
                 meta=src["meta"], store=src["store"], cells=src["cells"], row=src["row_source"],
                 outline=src["outline"], per_head=src["per_head"], head_box=src["head_box"],
                 state=src["state"], qlabels=src["qlabels"], klabels=src["klabels"], heat=heat,
                 bars=bars, heads=heads, tickers_x=tickers_x, ticker_y=ticker_y, example=example,
-                layer_slider=layer_slider, head_slider=head_slider,
+                layer_slider=layer_slider, head_slider=head_slider, colours=colours,
+                head_colours=head_colours,
             ),
             code=REDRAW,
         )  # fmt: skip
@@ -304,17 +285,16 @@ class AttentionExplorer(InteractiveFigure):
 
         from .plotting import plot_attention
 
-        matrix = self.weights[0][0, 0]
+        e, layer, head = self.start
+        matrix = self.weights[e][layer, head]
         fig, ax = plt.subplots(
             figsize=(max(3.0, 0.3 * matrix.shape[1] + 1.5), max(2.5, 0.3 * matrix.shape[0] + 1))
         )
-        names = (["layer 0"] if self.weights[0].shape[0] > 1 else []) + (
-            ["head 0"] if self.weights[0].shape[1] > 1 else []
-        )
         plot_attention(
-            matrix, x_labels=self.keys[0], y_labels=self.queries[0], ax=ax,
-            title=", ".join([self.titles[0]] * (len(self.titles) > 1) + names) or None,
-            xlabel=self.key_label, ylabel=self.query_label, vmax=self.vmax,
+            matrix, x_labels=self.keys[e], y_labels=self.queries[e], ax=ax,
+            title=self._titles(e, layer, head, 0)["heat"] or None,
+            xlabel=self.key_label, ylabel=self.query_label, vmax=self._top(e, layer, head),
+            colorbar_label=self.scale_label,
         )  # fmt: skip
         return fig
 
@@ -327,7 +307,10 @@ def attention_explorer(
     titles: Sequence[str] | None = None,
     query_label: str = "query token",
     key_label: str = "key token",
-    vmax: float | None = None,
+    vmax: float | str | None = None,
+    example: int = 0,
+    layer: int = 0,
+    head: int = 0,
 ) -> AttentionExplorer:
     """An interactive figure of attention weights, for Jupyter and for the book, offline.
 
@@ -335,9 +318,9 @@ def attention_explorer(
     several); the heat map shows that head's weights, one row per query token and one column
     per key token, with the exact weight on hover. Hovering a row selects its query: a bar
     chart shows its weights over the keys and, with several heads, a second heat map shows
-    where that query looks in every head of the layer. Without JavaScript the figure is a
-    static image of layer 0, head 0 of the first example (numbered from 0, as the
-    tensor's indices).
+    where that query looks in every head of the layer. The figure starts at ``example``,
+    ``layer`` and ``head`` (numbered from 0, as the tensor's indices), with its first query
+    selected; without JavaScript it is a static image of that starting head.
 
     Args:
         weights (Tensor or sequence): attention weights of shape
@@ -350,8 +333,16 @@ def attention_explorer(
         titles (sequence of str, optional): a distinct name per example, shown in the menu.
         query_label (str): the name of the query axis. Default: ``"query token"``.
         key_label (str): the name of the key axis. Default: ``"key token"``.
-        vmax (float, optional): the weight drawn with the brightest colour, one scale for
-            every head and layer. Default: the largest weight.
+        vmax (float or str, optional): the weight drawn with the brightest colour. A number
+            or None gives one scale for every example, layer and head, from 0 to that number
+            (None: the largest weight given). ``"head"`` gives each head its own scale, from
+            0 to the largest weight of the head shown, so that a head whose weights are
+            spread is not drawn dark; the per-head panel then has its own scale and colour
+            bar, from 0 to the largest weight it shows. The colour bars say which.
+            Default: None.
+        example (int): the example shown first, an index into ``weights``. Default: 0.
+        layer (int): the layer shown first, from 0 to ``N_layers - 1``. Default: 0.
+        head (int): the head shown first, from 0 to ``H - 1``. Default: 0.
 
     Returns:
         An :class:`~mini_attn.tools.explorer.AttentionExplorer`, which displays itself in
@@ -361,7 +352,9 @@ def attention_explorer(
 
     Raises:
         ValueError: if a weight tensor is not 4-D or not finite, if the tokens do not match
-            its ``L`` and ``S``, or if the examples differ in layers or heads.
+            its ``L`` and ``S``, if the examples differ in layers or heads, if ``example``,
+            ``layer`` or ``head`` is not an integer index within its range, or if ``vmax``
+            is neither None, ``"head"`` nor a positive number.
 
     Shape legend:
 
@@ -370,7 +363,9 @@ def attention_explorer(
     - ``L``: queries
     - ``S``: keys
     """
-    arrays, queries, keys, names = _check_inputs(weights, tokens, key_tokens, titles)
+    arrays, queries, keys, names = check_inputs(weights, tokens, key_tokens, titles)
+    start = check_start(arrays, example, layer, head)
     return AttentionExplorer(
-        arrays, queries, keys, names, query_label=query_label, key_label=key_label, vmax=vmax
-    )
+        arrays, queries, keys, names, query_label=query_label, key_label=key_label,
+        vmax=check_vmax(vmax), start=start,
+    )  # fmt: skip

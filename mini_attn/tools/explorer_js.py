@@ -2,7 +2,8 @@
 
 ``REDRAW`` redraws every panel from the embedded weights when a control changes; ``HOVER``
 selects the hovered query row and calls it. The names it reads (``example``, ``meta``,
-``state``, the panels' sources) are the ``args`` the explorer passes to Bokeh's ``CustomJS``.
+``state``, the panels' sources, the colour mappers) are the ``args`` the explorer passes to
+Bokeh's ``CustomJS``.
 """
 
 __all__ = ["HOVER", "REDRAW"]
@@ -32,6 +33,9 @@ for (let i = 0; i < L; i++) for (let j = 0; j < S; j++) {
   x.push(j); y.push(i); v.push(at(layer, head, i, j)); qs.push(qt[i]); ks.push(kt[j]);
 }
 cells.data = {x: x, y: y, w: v, q: qs, k: ks};
+// vmax="head": the colours and the bars run from 0 to the largest weight of the shown head
+const top = (values) => Math.max(...values) || 1;
+if (meta.scale === "head") { colours.high = top(v); bars.y_range.end = 1.02 * top(v); }
 const bx = [], bw = [], bk = [];
 for (let j = 0; j < S; j++) { bx.push(j); bw.push(at(layer, head, q, j)); bk.push(kt[j]); }
 row.data = {x: bx, w: bw, k: bk};
@@ -42,6 +46,7 @@ if (heads) {
     hx.push(j); hy.push(h); hw.push(at(layer, h, q, j)); hk.push(kt[j]); hh.push(h);
   }
   per_head.data = {x: hx, y: hy, w: hw, k: hk, h: hh};
+  if (meta.scale === "head") head_colours.high = top(hw);  // this panel's own scale
   head_box.data = {x: [(S - 1) / 2], y: [head], width: [S]};
   heads.title.text = `query "${qt[q]}": every head of layer ${layer}`;
 }
