@@ -267,7 +267,11 @@ def _exercise_explorer(page, d: int, container, name: str, shot: str) -> None:
     handles = [h for h in container.locator(".noUi-handle").all() if h.is_visible()]
     heat_title = page.evaluate(_TITLE, [d, "heat"])
     if handles:  # the head slider (the layer's if there is one head)
-        _changes(page, container, lambda: _press(handles[-1], "ArrowRight", 3), "a slider",
+        handle = handles[-1]  # an explorer may start on its last head: then move left
+        now, end = (handle.get_attribute(f"aria-value{a}") for a in ("now", "max"))
+        at_end = now is not None and now == end
+        key = "ArrowLeft" if at_end else "ArrowRight"
+        _changes(page, container, lambda: _press(handle, key, 3), "a slider",
                  name, f"{shot}-slider")  # fmt: skip
     else:  # one layer and one head: the example menu
         select = container.locator("select")
